@@ -21,7 +21,16 @@ export function sendPacket(dev: Device, packet: Uint8Array): boolean {
     dev.drop('noEndpoint');
     return false;
   }
-  if (!peer.stage(packet)) dev.drop('stagedQueueFull');
+  // Fast path: a usable session and nothing queued ahead — seal straight from
+  // the caller's buffer, which may be a view into the TUN reader's ring.
+  const kp = peer.keypairs.current;
+  if (peer.staged.length === 0 && kp !== null && kp.canSend(dev.clock.now())) {
+    peer.staged.push(packet);
+    sendStaged(dev, peer);
+    return true;
+  }
+  // Otherwise it waits for a handshake and must outlive the caller's buffer.
+  if (!peer.stage(Uint8Array.prototype.slice.call(packet))) dev.drop('stagedQueueFull');
   sendStaged(dev, peer);
   return true;
 }

@@ -1,0 +1,240 @@
+// The engine: one WireGuard interface made real. It owns the TUN device, the
+// UDP bind and the Device, moves packets between them, runs the timers, and
+// applies configuration (wg-quick files and UAPI set requests) to the device
+// and the kernel (addresses, MTU, routes). Closing it restores the system:
+// the TUN is not persistent, so closing its fd removes the link, its
+// addresses and its routes.
+import { lookup } from 'node:dns/promises';
+import { Device, type PeerConfig } from '../device/device.js';
+import type { Endpoint } from '../device/endpoint.js';
+import { TunDevice } from '../io/tun.js';
+import { UdpBind } from '../io/udp.js';
+import { createLinkConfigurator, type LinkConfigurator } from '../system/netlink.js';
+import { applyRoutes } from '../system/routes.js';
+import { formatCidr, formatIp, type IpPrefix } from '../config/ipaddr.js';
+import type { ConfigEndpoint, WgQuickConfig } from '../config/wgquick.js';
+import type { DeviceSnapshot, SetRequest } from '../uapi/protocol.js';
+import { UapiError } from '../uapi/protocol.js';
+import type { Logger } from './log.js';
+
+/** How often due timers are checked; the kernel's timers have similar slack. */
+const TICK_MS = 100;
+/** Handshake messages processed per event-loop turn before yielding to data. */
+const HANDSHAKE_BUDGET = 64;
+
+export interface EngineOptions {
+  tunName: string;
+  listenPort?: number;
+  mtu?: number;
+  log: Logger;
+}
+
+export class Engine {
+  readonly device: Device;
+  private tun: TunDevice | null = null;
+  private udp: UdpBind | null = null;
+  private link: LinkConfigurator | null = null;
+  private ticker: NodeJS.Timeout | null = null;
+  private handshakeScheduled = false;
+  private addresses: IpPrefix[] = [];
+  fwmark = 0;
+  closed = false;
+
+  private constructor(readonly name: string, private readonly log: Logger, mtu: number) {
+    this.device = new Device({
+      bind: { send: (p, to) => this.udp?.send(p, to) },
+      tun: { write: (p) => (this.tun ? this.tun.write(p) : false) },
+      mtu,
+      log: (event, fields) => log.debug({ ...fields, event }, event),
+    });
+  }
+
+  /** Creates the TUN and the UDP sockets; nothing is configured yet. */
+  static async start(opts: EngineOptions): Promise<Engine> {
+    const e = new Engine(opts.tunName, opts.log, opts.mtu ?? 1420);
+    try {
+      e.tun = TunDevice.open(opts.tunName);
+      e.udp = await UdpBind.open(opts.listenPort ?? 0, (p, from) => e.onDatagram(p, from));
+      e.link = createLinkConfigurator();
+      await e.link.setMtu(e.tun.name, e.device.mtu);
+      e.tun.onPackets(
+        (batch) => {
+          for (let i = 0; i < batch.count; i++) e.device.send(batch.packet(i));
+        },
+        (err) => e.log.warn({ err: err.message }, 'TUN read error'),
+      );
+      e.ticker = setInterval(() => e.device.tick(), TICK_MS);
+      return e;
+    } catch (err) {
+      await e.close();
+      throw err;
+    }
+  }
+
+  get listenPort(): number {
+    return this.udp?.port ?? 0;
+  }
+
+  get tunName(): string {
+    return this.tun?.name ?? this.name;
+  }
+
+  private onDatagram(packet: Buffer, from: Endpoint): void {
+    this.device.receive(packet, from);
+    if (this.device.pendingHandshakes && !this.handshakeScheduled) {
+      this.handshakeScheduled = true;
+      setImmediate(() => this.drainHandshakes());
+    }
+  }
+
+  private drainHandshakes(): void {
+    this.handshakeScheduled = false;
+    if (this.closed) return;
+    if (this.device.processHandshakes(HANDSHAKE_BUDGET) > 0) {
+      this.handshakeScheduled = true;
+      setImmediate(() => this.drainHandshakes());
+    }
+  }
+
+  /** Applies a parsed wg-quick file: keys, port, peers, then addresses, MTU, link up, routes. */
+  async applyWgQuick(cfg: WgQuickConfig): Promise<void> {
+    // Resolve every endpoint first, so a bad host name changes nothing.
+    const endpoints = await Promise.all(cfg.peers.map((p) => (p.endpoint ? resolveEndpoint(p.endpoint) : Promise.resolve(null))));
+    this.device.setPrivateKey(cfg.interface.privateKey);
+    if (cfg.interface.listenPort !== undefined && cfg.interface.listenPort !== this.listenPort) await this.udp!.rebind(cfg.interface.listenPort);
+    if (cfg.interface.fwmark !== undefined) this.fwmark = cfg.interface.fwmark;
+    cfg.peers.forEach((p, i) => {
+      this.device.upsertPeer({
+        publicKey: p.publicKey,
+        presharedKey: p.presharedKey ?? null,
+        endpoint: endpoints[i],
+        allowedIps: p.allowedIps.map(toTrie),
+        persistentKeepalive: p.persistentKeepalive ?? 0,
+      });
+    });
+    const link = this.link!;
+    if (cfg.interface.mtu !== undefined) {
+      this.device.mtu = cfg.interface.mtu;
+      await link.setMtu(this.tunName, cfg.interface.mtu);
+    }
+    for (const a of cfg.interface.addresses) await link.addAddress(this.tunName, formatCidr(a));
+    this.addresses = cfg.interface.addresses;
+    await link.setUp(this.tunName, true);
+    await this.syncRoutes();
+  }
+
+  /**
+   * Routes every peer's allowed IPs into the TUN (what wg-quick does at
+   * start), kept in step as peers change through the UAPI. Default routes are
+   * left out: routing 0.0.0.0/0 into the tunnel needs wg-quick's policy
+   * routing, or the tunnel's own packets would loop.
+   */
+  async syncRoutes(): Promise<void> {
+    if (!this.link || !this.tun) return;
+    const want = new Set<string>();
+    for (const peer of this.device.peers.values()) {
+      for (const { addr, cidr } of this.device.allowedIps.entriesForPeer(peer)) {
+        if (cidr === 0) continue;
+        want.add(formatCidr({ family: addr.length === 4 ? 4 : 6, bytes: addr, bits: cidr }));
+      }
+    }
+    // Prefixes of our own addresses already have kernel routes on this link.
+    await applyRoutes(this.link, this.tunName, [...want]);
+  }
+
+  /** A UAPI set: applied whole, in the order wireguard-go applies lines. */
+  async applySet(req: SetRequest): Promise<void> {
+    const dev = this.device;
+    if (req.interface.privateKey !== undefined) dev.setPrivateKey(req.interface.privateKey);
+    if (req.interface.listenPort !== undefined && req.interface.listenPort !== this.listenPort) {
+      try {
+        await this.udp!.rebind(req.interface.listenPort);
+      } catch (err) {
+        throw new UapiError('EINVAL', (err as Error).message);
+      }
+    }
+    if (req.interface.fwmark !== undefined) this.fwmark = req.interface.fwmark;
+    if (req.interface.replacePeers) for (const p of [...dev.peers.values()]) dev.removePeer(p.publicKey);
+    for (const ps of req.peers) {
+      if (ps.remove) {
+        dev.removePeer(ps.publicKey);
+        continue;
+      }
+      let peer = dev.peer(ps.publicKey);
+      if (!peer && ps.updateOnly) continue;
+      if (dev.identity && Buffer.from(ps.publicKey).equals(dev.identity.publicKey)) continue; // as wireguard-go: ignored
+      const cfg: PeerConfig = { publicKey: ps.publicKey };
+      if (ps.presharedKey !== undefined) cfg.presharedKey = ps.presharedKey;
+      if (ps.endpoint) cfg.endpoint = { address: formatIp(ps.endpoint), port: ps.endpoint.port };
+      peer = dev.upsertPeer(cfg);
+      if (ps.replaceAllowedIps) dev.allowedIps.removeByPeer(peer);
+      for (const a of ps.allowedIps) dev.allowedIps.insert(a.bytes, a.bits, peer);
+      if (ps.persistentKeepalive !== undefined) dev.setPersistentKeepalive(peer, ps.persistentKeepalive);
+    }
+    await this.syncRoutes();
+  }
+
+  /** The UAPI get view of the device. */
+  snapshot(): DeviceSnapshot {
+    const dev = this.device;
+    return {
+      privateKey: dev.identity?.privateKey.exportBytes(),
+      listenPort: this.listenPort,
+      fwmark: this.fwmark,
+      peers: [...dev.peers.values()].map((p) => {
+        const psk = p.handshake.presharedKey;
+        return {
+          publicKey: p.publicKey,
+          presharedKey: psk.some((b) => b !== 0) ? Buffer.from(psk) : undefined,
+          endpoint: p.endpoint ? { address: p.endpoint.address, port: p.endpoint.port } : undefined,
+          persistentKeepaliveInterval: p.persistentKeepalive,
+          lastHandshakeTimeSec: Math.floor(p.lastHandshakeWall / 1000),
+          lastHandshakeTimeNsec: (p.lastHandshakeWall % 1000) * 1e6,
+          rxBytes: p.rxBytes,
+          txBytes: p.txBytes,
+          allowedIps: dev.allowedIps.entriesForPeer(p).map(({ addr, cidr }) => formatCidr({ family: addr.length === 4 ? 4 : 6, bytes: addr, bits: cidr })),
+          protocolVersion: 1 as const,
+        };
+      }),
+    };
+  }
+
+  get interfaceAddresses(): IpPrefix[] {
+    return this.addresses;
+  }
+
+  /** Stops everything; the TUN link (and its addresses and routes) goes with its fd. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ticker) clearInterval(this.ticker);
+    this.device.up = false;
+    for (const p of [...this.device.peers.values()]) this.device.removePeer(p.publicKey);
+    this.device.setPrivateKey(null);
+    this.udp?.close();
+    this.tun?.close();
+    this.link?.close();
+  }
+}
+
+function toTrie(p: IpPrefix): { addr: Uint8Array; cidr: number } {
+  return { addr: p.bytes, cidr: p.bits };
+}
+
+/** Endpoint host names are resolved once, when the configuration is applied (as wg does). */
+export async function resolveEndpoint(ep: ConfigEndpoint): Promise<Endpoint> {
+  if (ep.family !== null) return { address: ep.host, port: ep.port };
+  try {
+    const r = await lookup(ep.host);
+    return { address: r.address, port: ep.port };
+  } catch (err) {
+    throw new EngineError('ERESOLVE', `cannot resolve endpoint host ${ep.host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+export class EngineError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}

@@ -1,0 +1,105 @@
+// The UDP "bind" (wireguard-go conn/): one IPv4 and one IPv6 socket on the
+// listen port, delivering datagrams to a handler and sending to endpoints.
+// Separate sockets (IPV6_V6ONLY) keep IPv4 peers' addresses in plain form.
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import type { Endpoint } from '../device/endpoint.js';
+
+export type DatagramHandler = (packet: Buffer, from: Endpoint) => void;
+
+/** Socket buffers we ask for; the kernel caps them at net.core.[rw]mem_max. */
+const SOCKET_BUFFER = 4 << 20;
+
+export class UdpBindError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'UdpBindError';
+  }
+}
+
+export class UdpBind {
+  private v4: dgram.Socket | null = null;
+  private v6: dgram.Socket | null = null;
+  port = 0;
+  sendErrors = 0;
+
+  private constructor(private readonly onDatagram: DatagramHandler) {}
+
+  /** Opens both families on `port` (0 = any free port, the same for both). */
+  static async open(port: number, onDatagram: DatagramHandler, opts: { fwmark?: number } = {}): Promise<UdpBind> {
+    void opts;
+    const bind = new UdpBind(onDatagram);
+    await bind.listen(port);
+    return bind;
+  }
+
+  private async listen(port: number): Promise<void> {
+    const v4 = dgram.createSocket({ type: 'udp4', reuseAddr: false, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER });
+    await bindSocket(v4, port, '0.0.0.0');
+    this.port = v4.address().port;
+    this.v4 = v4;
+    const v6 = dgram.createSocket({ type: 'udp6', ipv6Only: true, recvBufferSize: SOCKET_BUFFER, sendBufferSize: SOCKET_BUFFER });
+    try {
+      await bindSocket(v6, this.port, '::');
+      this.v6 = v6;
+    } catch (err) {
+      // A host without IPv6 still works over IPv4.
+      v6.close();
+      if ((err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT' && (err as NodeJS.ErrnoException).code !== 'EADDRNOTAVAIL') {
+        this.close();
+        throw err;
+      }
+    }
+    for (const s of [this.v4, this.v6]) {
+      if (!s) continue;
+      s.on('message', (msg, rinfo) => this.onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
+      // Remote input must never kill the daemon: ICMP errors surface here.
+      s.on('error', () => {});
+    }
+  }
+
+  send(packet: Uint8Array, to: Endpoint): void {
+    const s = isIPv6(to.address) ? this.v6 : this.v4;
+    if (!s) {
+      this.sendErrors++;
+      return;
+    }
+    s.send(packet, to.port, to.address, (err) => {
+      if (err) this.sendErrors++;
+    });
+  }
+
+  /** Rebinds to a new port (UAPI listen_port). */
+  async rebind(port: number): Promise<void> {
+    this.close();
+    await this.listen(port);
+  }
+
+  close(): void {
+    for (const s of [this.v4, this.v6]) {
+      try {
+        s?.close();
+      } catch {
+        /* already closed */
+      }
+    }
+    this.v4 = this.v6 = null;
+  }
+}
+
+function bindSocket(s: dgram.Socket, port: number, address: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      s.off('listening', onListening);
+      const msg = err.code === 'EADDRINUSE' ? `UDP port ${port} is already in use` : `cannot bind UDP ${address} port ${port}: ${err.message}`;
+      reject(Object.assign(new UdpBindError(err.code ?? 'EBIND', msg), { cause: err }));
+    };
+    const onListening = () => {
+      s.off('error', onError);
+      resolve();
+    };
+    s.once('error', onError);
+    s.once('listening', onListening);
+    s.bind({ port, address, exclusive: true });
+  });
+}
