@@ -1,0 +1,66 @@
+// `meshd daemon`: runs one WireGuard interface in the foreground. With
+// --config it applies a wg-quick file; it always serves the WireGuard UAPI
+// socket so `wg show|set|syncconf` work on it. SIGTERM/SIGINT shut it down
+// cleanly, which removes the interface and everything on it.
+import { readFileSync } from 'node:fs';
+import { Engine } from '../daemon/engine.js';
+import { createLogger } from '../daemon/log.js';
+import { parseWgQuickConfig, type WgQuickConfig } from '../config/wgquick.js';
+import { UapiServer, uapiSocketPath, UAPI_DIR } from '../uapi/server.js';
+import { CliError } from './errors.js';
+
+export interface DaemonArgs {
+  tun: string;
+  config?: string;
+  port?: number;
+  logLevel: string;
+  uapiDir?: string;
+}
+
+/** Shutdown must finish within 2 s even if something hangs. */
+const SHUTDOWN_DEADLINE_MS = 1500;
+
+export async function runDaemon(args: DaemonArgs): Promise<void> {
+  const log = createLogger(args.logLevel);
+  // Parse the whole config before touching the system: a bad file changes nothing.
+  let cfg: WgQuickConfig | null = null;
+  if (args.config) {
+    let text: string;
+    try {
+      text = readFileSync(args.config, 'utf8');
+    } catch (err) {
+      throw new CliError('ECONFIG', `cannot read ${args.config}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    cfg = parseWgQuickConfig(text, args.config);
+    for (const ig of cfg.ignored) log.warn({ key: ig.key, line: ig.line }, `${args.config}:${ig.line}: ${ig.key} is a wg-quick setting; meshd daemon ignores it`);
+  }
+  const port = args.port ?? cfg?.interface.listenPort ?? 0;
+  const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log });
+  let uapi: UapiServer | null = null;
+  try {
+    if (cfg) {
+      if (args.port !== undefined) cfg.interface.listenPort = args.port;
+      await engine.applyWgQuick(cfg);
+    }
+    uapi = await UapiServer.listen(uapiSocketPath(engine.tunName, args.uapiDir ?? UAPI_DIR), engine, (err) => log.error({ err: err.message }, 'UAPI request failed'));
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  log.info({ interface: engine.tunName, listenPort: engine.listenPort, peers: engine.device.peers.size, uapi: uapi.path }, 'meshd daemon running');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), SHUTDOWN_DEADLINE_MS);
+    force.unref();
+    await uapi?.close().catch(() => {});
+    await engine.close();
+    clearTimeout(force);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
