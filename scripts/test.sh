@@ -29,6 +29,8 @@ npm ci --no-audit --no-fund
 
 echo "== build"
 npm run build
+# npm ci's install hook builds the addon; if it could not, fail here loudly.
+[[ -f native/build/Release/meshd_native.node ]] || npm run build:native
 
 echo "== tests"
 npx vitest run "$@"
