@@ -5,6 +5,8 @@ import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Endpoint } from '../device/endpoint.js';
 
+const familyCache = new WeakMap<Endpoint, boolean>();
+
 export type DatagramHandler = (packet: Buffer, from: Endpoint) => void;
 
 /** Socket buffers we ask for; the kernel caps them at net.core.[rw]mem_max. */
@@ -54,19 +56,25 @@ export class UdpBind {
       if (!s) continue;
       s.on('message', (msg, rinfo) => this.onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
       // Remote input must never kill the daemon: ICMP errors surface here.
-      s.on('error', () => {});
+      s.on('error', () => {
+        this.sendErrors++;
+      });
     }
   }
 
   send(packet: Uint8Array, to: Endpoint): void {
-    const s = isIPv6(to.address) ? this.v6 : this.v4;
+    // Endpoints are immutable objects: remember each one's family instead of
+    // parsing its address on every packet.
+    let v6 = familyCache.get(to);
+    if (v6 === undefined) familyCache.set(to, (v6 = isIPv6(to.address)));
+    const s = v6 ? this.v6 : this.v4;
     if (!s) {
       this.sendErrors++;
       return;
     }
-    s.send(packet, to.port, to.address, (err) => {
-      if (err) this.sendErrors++;
-    });
+    // No per-packet callback: send errors (e.g. ICMP unreachable) arrive as
+    // 'error' events, which are counted below.
+    s.send(packet, to.port, to.address);
   }
 
   /** Rebinds to a new port (UAPI listen_port). */
