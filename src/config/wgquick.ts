@@ -5,7 +5,7 @@
 // it does not act on them. Every error is one line naming file and line.
 
 import { encodeKeyBase64, decodeKeyBase64, KeyFormatError } from './keys.js';
-import { formatCidr, formatIp, parseCidr, parseIPv4, parseIpEndpoint, type IpPrefix } from './ipaddr.js';
+import { formatCidr, formatIp, parseCidr, parseIPv4, parseIpEndpoint, type IpPrefix } from '../net/ipaddr.js';
 
 export class ConfigError extends Error {
   readonly code = 'ECONFIG';

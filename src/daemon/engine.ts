@@ -5,13 +5,14 @@
 // the TUN is not persistent, so closing its fd removes the link, its
 // addresses and its routes.
 import { lookup } from 'node:dns/promises';
+import { formatCidr as formatAllowedIp } from '../device/allowedips.js';
 import { Device, type PeerConfig } from '../device/device.js';
 import type { Endpoint } from '../device/endpoint.js';
 import { TunDevice } from '../io/tun.js';
 import { UdpBind } from '../io/udp.js';
 import { createLinkConfigurator, type LinkConfigurator } from '../system/netlink.js';
 import { applyRoutes } from '../system/routes.js';
-import { formatCidr, formatIp, type IpPrefix } from '../config/ipaddr.js';
+import { formatCidr, formatIp, type IpPrefix } from '../net/ipaddr.js';
 import type { ConfigEndpoint, WgQuickConfig } from '../config/wgquick.js';
 import type { DeviceSnapshot, SetRequest } from '../uapi/protocol.js';
 import { UapiError } from '../uapi/protocol.js';
@@ -135,7 +136,7 @@ export class Engine {
     for (const peer of this.device.peers.values()) {
       for (const { addr, cidr } of this.device.allowedIps.entriesForPeer(peer)) {
         if (cidr === 0) continue;
-        want.add(formatCidr({ family: addr.length === 4 ? 4 : 6, bytes: addr, bits: cidr }));
+        want.add(formatAllowedIp(addr, cidr));
       }
     }
     // Prefixes of our own addresses already have kernel routes on this link.
@@ -192,7 +193,7 @@ export class Engine {
           lastHandshakeTimeNsec: (p.lastHandshakeWall % 1000) * 1e6,
           rxBytes: p.rxBytes,
           txBytes: p.txBytes,
-          allowedIps: dev.allowedIps.entriesForPeer(p).map(({ addr, cidr }) => formatCidr({ family: addr.length === 4 ? 4 : 6, bytes: addr, bits: cidr })),
+          allowedIps: dev.allowedIps.entriesForPeer(p).map(({ addr, cidr }) => formatAllowedIp(addr, cidr)),
           protocolVersion: 1 as const,
         };
       }),

@@ -5,6 +5,7 @@
 // chosen by the first bit after it, and nodes with no owner exist only where
 // two subtrees branch, so depth is bounded by the number of prefixes and by
 // the address width.
+import { formatCidr as formatPrefix, maskBytes, parseCidr as parsePrefix } from '../net/ipaddr.js';
 
 const V4_LEN = 4;
 const V6_LEN = 16;
@@ -22,15 +23,6 @@ class Node<P> {
 /** Bit `i` (0 = most significant) of the address starting at `off`. */
 function bitAt(a: Uint8Array, off: number, i: number): number {
   return (a[off + (i >> 3)] >> (7 - (i & 7))) & 1;
-}
-
-/** A copy of `addr` with every bit past `cidr` cleared. */
-function masked(addr: Uint8Array, cidr: number): Uint8Array {
-  const out = new Uint8Array(addr.length);
-  const whole = cidr >> 3;
-  out.set(addr.subarray(0, whole));
-  if (cidr & 7) out[whole] = addr[whole] & (0xff << (8 - (cidr & 7)));
-  return out;
 }
 
 /** How many leading bits of `a` and `b` agree, up to `limit`. */
@@ -82,7 +74,7 @@ export class AllowedIps<P extends {}> {
   insert(addr: Uint8Array, cidr: number, peer: P): void {
     checkPrefix(addr, cidr);
     if (peer === undefined || peer === null) throw new TypeError('allowed IP owner must not be null or undefined');
-    const key = masked(addr, cidr);
+    const key = maskBytes(addr, cidr);
     const v4 = key.length === V4_LEN;
 
     let parent: Node<P> | null = null;
@@ -108,7 +100,7 @@ export class AllowedIps<P extends {}> {
       if (common === cidr) {
         this.attach(fresh, bitAt(node.key, 0, cidr), node);
       } else {
-        top = new Node<P>(masked(key, common), common, undefined);
+        top = new Node<P>(maskBytes(key, common), common, undefined);
         this.attach(top, bitAt(key, 0, common), fresh);
         this.attach(top, bitAt(node.key, 0, common), node);
       }
@@ -129,7 +121,7 @@ export class AllowedIps<P extends {}> {
   /** Removes `addr/cidr` if `peer` owns exactly that prefix. */
   remove(addr: Uint8Array, cidr: number, peer: P): boolean {
     checkPrefix(addr, cidr);
-    const key = masked(addr, cidr);
+    const key = maskBytes(addr, cidr);
     let node = key.length === V4_LEN ? this.root4 : this.root6;
     while (node !== null && node.cidr <= cidr) {
       if (!inPrefix(node, key, 0, 0)) return false;
@@ -266,64 +258,7 @@ function find<P>(root: Node<P> | null, buf: Uint8Array, off: number, bits: numbe
   return best;
 }
 
-// ---- Text forms, as wg(8) and ip(8) read and print them. ----
-
-function parseIPv4(text: string): Uint8Array | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  const out = new Uint8Array(V4_LEN);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i];
-    // Leading zeros are refused, as inet_pton does: some read them as octal.
-    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return undefined;
-    const v = Number(p);
-    if (v > 255) return undefined;
-    out[i] = v;
-  }
-  return out;
-}
-
-/** 16-bit groups of one side of a "::"; an IPv4 tail counts as two. */
-function parseGroups(text: string, allowV4Tail: boolean): number[] | undefined {
-  if (text === '') return [];
-  const groups = text.split(':');
-  const words: number[] = [];
-  for (let i = 0; i < groups.length; i++) {
-    const g = groups[i];
-    if (allowV4Tail && i === groups.length - 1 && g.includes('.')) {
-      const v4 = parseIPv4(g);
-      if (v4 === undefined) return undefined;
-      words.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
-    } else {
-      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
-      words.push(parseInt(g, 16));
-    }
-  }
-  return words;
-}
-
-function parseIPv6(text: string): Uint8Array | undefined {
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  let words: number[];
-  if (halves.length === 1) {
-    const all = parseGroups(text, true);
-    if (all === undefined || all.length !== 8) return undefined;
-    words = all;
-  } else {
-    const head = parseGroups(halves[0], false);
-    const tail = parseGroups(halves[1], true);
-    // "::" stands for at least one zero group.
-    if (head === undefined || tail === undefined || head.length + tail.length > 7) return undefined;
-    words = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-  }
-  const out = new Uint8Array(V6_LEN);
-  for (let i = 0; i < 8; i++) {
-    out[i * 2] = words[i] >> 8;
-    out[i * 2 + 1] = words[i] & 0xff;
-  }
-  return out;
-}
+// ---- Text forms, for tests and callers that hold prefixes as {addr, cidr}. ----
 
 /**
  * Parses "10.0.0.0/8", "fd00::/64", or a bare address (a host prefix).
@@ -331,64 +266,13 @@ function parseIPv6(text: string): Uint8Array | undefined {
  * masks them). Throws a TypeError naming the text if it is not a prefix.
  */
 export function parseCidr(text: string): { addr: Uint8Array; cidr: number } {
-  if (typeof text !== 'string') throw new TypeError(`invalid allowed IP ${String(text)}: not a string`);
-  const t = text.trim();
-  const slash = t.indexOf('/');
-  const addrText = slash < 0 ? t : t.slice(0, slash);
-  const addr = addrText.includes(':') ? parseIPv6(addrText) : parseIPv4(addrText);
-  if (addr === undefined) throw new TypeError(`invalid allowed IP "${text}": "${addrText}" is not an IPv4 or IPv6 address`);
-  const bits = addr.length * 8;
-  if (slash < 0) return { addr, cidr: bits };
-  const lenText = t.slice(slash + 1);
-  const cidr = /^\d{1,3}$/.test(lenText) ? Number(lenText) : NaN;
-  if (!(cidr <= bits)) {
-    throw new TypeError(`invalid allowed IP "${text}": prefix length "${lenText}" must be an integer in 0..${bits}`);
-  }
-  return { addr, cidr };
+  const p = parsePrefix(text.trim(), { allowBare: true });
+  if (!p.ok) throw new TypeError(`invalid allowed IP "${text}": ${p.reason}`);
+  return { addr: p.value.bytes, cidr: p.value.bits };
 }
 
-function formatIPv6(a: Uint8Array): string {
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push((a[i * 2] << 8) | a[i * 2 + 1]);
-  // RFC 5952: the longest run of two or more zero groups becomes "::",
-  // the first such run if two tie.
-  let base = -1;
-  let len = 0;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > len && j - i >= 2) {
-      base = i;
-      len = j - i;
-    }
-    i = j;
-  }
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (base >= 0 && i >= base && i < base + len) {
-      if (i === base) out += ':';
-      continue;
-    }
-    if (i !== 0) out += ':';
-    // IPv4-compatible (::a.b.c.d) and IPv4-mapped (::ffff:a.b.c.d) addresses
-    // keep their dotted tail, as inet_ntop prints them.
-    if (i === 6 && base === 0 && (len === 6 || (len === 5 && words[5] === 0xffff))) {
-      out += `${a[12]}.${a[13]}.${a[14]}.${a[15]}`;
-      return out;
-    }
-    out += words[i].toString(16);
-  }
-  if (base >= 0 && base + len === 8) out += ':';
-  return out;
-}
-
-/** "addr/cidr" in canonical form (host bits are printed as given). */
+/** "addr/cidr" as wireguard-go prints it (host bits are printed as given). */
 export function formatCidr(addr: Uint8Array, cidr: number): string {
   checkPrefix(addr, cidr);
-  const text = addr.length === V4_LEN ? `${addr[0]}.${addr[1]}.${addr[2]}.${addr[3]}` : formatIPv6(addr);
-  return `${text}/${cidr}`;
+  return formatPrefix({ family: addr.length === V4_LEN ? 4 : 6, bytes: addr, bits: cidr });
 }

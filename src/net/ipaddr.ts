@@ -1,5 +1,6 @@
-// Text forms of IP addresses, prefixes and endpoints, as the UAPI and config
-// files carry them. Parsing is strict and printing is canonical in the form
+// Text forms of IP addresses, prefixes and endpoints, as the UAPI, config
+// files, the allowed-IPs table and rtnetlink carry them: the one place meshd
+// parses and prints them. Parsing is strict and printing is canonical in the form
 // Go's net/netip uses, so our UAPI output matches wireguard-go byte for byte:
 // RFC 5952 IPv6 (lowercase, longest run of two or more zero groups becomes
 // "::", the first on a tie) with only IPv4-mapped addresses printed dotted.
@@ -104,8 +105,14 @@ export function parseIp(text: string): IpAddress | null {
 }
 
 function isV4Mapped(a: Uint8Array): boolean {
+  if (a.length !== 16) return false;
   for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
   return a[10] === 0xff && a[11] === 0xff;
+}
+
+/** An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it carries, as netip's Addr.Unmap. */
+export function unmap(addr: IpAddress): IpAddress {
+  return addr.family === 6 && isV4Mapped(addr.bytes) ? { family: 4, bytes: addr.bytes.slice(12) } : addr;
 }
 
 function formatIPv6(a: Uint8Array): string {

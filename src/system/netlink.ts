@@ -9,9 +9,9 @@
 // SystemError naming the operation, e.g.
 //   cannot add route 10.0.0.0/8 dev meshd0: No such device
 import { createRequire } from 'node:module';
-import { isIPv4, isIPv6 } from 'node:net';
 import { getSystemErrorMap } from 'node:util';
 import type * as Netlink from 'netlink';
+import { formatCidr, parseCidr, type IpPrefix } from '../net/ipaddr.js';
 
 // ---------------------------------------------------------------- interface
 
@@ -114,85 +114,17 @@ function fail(operation: string, err: unknown): SystemError {
 
 // ------------------------------------------------------------------- CIDRs
 
-export interface Cidr {
-  family: 4 | 6;
-  /** 4 or 16 bytes, network order. */
-  address: Uint8Array;
-  prefix: number;
-}
-
-function parseIPv4(text: string): Uint8Array {
-  return Uint8Array.from(text.split('.'), (octet) => Number(octet));
-}
-
-function parseIPv6(text: string): Uint8Array {
-  const out = new Uint8Array(16);
-  let tail = text;
-  let v4: Uint8Array | undefined;
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    v4 = parseIPv4(text.slice(lastColon + 1));
-    tail = text.slice(0, lastColon + 1) + '0:0'; // placeholder groups, overwritten below
-  }
-  const [head, rest] = tail.includes('::') ? tail.split('::') : [tail, undefined];
-  const groups = (part: string | undefined): number[] => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
-  const front = groups(head);
-  const back = groups(rest);
-  const all = rest === undefined ? front : [...front, ...new Array<number>(8 - front.length - back.length).fill(0), ...back];
-  all.forEach((g, i) => {
-    out[2 * i] = g >> 8;
-    out[2 * i + 1] = g & 0xff;
-  });
-  if (v4) out.set(v4, 12);
-  return out;
-}
-
-/** Parses `addr[/prefix]` (no prefix: a host). Returns undefined when it is not an IPv4/IPv6 CIDR. */
-export function parseCidr(text: string): Cidr | undefined {
-  const slash = text.indexOf('/');
-  const addr = slash < 0 ? text : text.slice(0, slash);
-  const len = slash < 0 ? undefined : text.slice(slash + 1);
-  if (len !== undefined && !/^(0|[1-9]\d{0,2})$/.test(len)) return undefined;
-  if (isIPv4(addr)) {
-    const prefix = len === undefined ? 32 : Number(len);
-    return prefix <= 32 ? { family: 4, address: parseIPv4(addr), prefix } : undefined;
-  }
-  if (isIPv6(addr) && !addr.includes('%')) {
-    const prefix = len === undefined ? 128 : Number(len);
-    return prefix <= 128 ? { family: 6, address: parseIPv6(addr), prefix } : undefined;
-  }
-  return undefined;
-}
-
-/** The network of a CIDR: host bits cleared. */
-export function maskCidr(cidr: Cidr): Cidr {
-  const address = new Uint8Array(cidr.address);
-  for (let bit = cidr.prefix; bit < address.length * 8; bit++) address[bit >> 3] &= ~(0x80 >> (bit & 7));
-  return { family: cidr.family, address, prefix: cidr.prefix };
-}
-
-/** RFC 5952 text for IPv6 (lowercase, longest zero run as `::`); dotted quad for IPv4. */
-export function formatCidr(cidr: Cidr): string {
-  const a = cidr.address;
-  if (cidr.family === 4) return `${a.join('.')}/${cidr.prefix}`;
-  const groups = Array.from({ length: 8 }, (_, i) => (a[2 * i] << 8) | a[2 * i + 1]);
-  let bestAt = -1;
-  let bestLen = 1; // a single zero group is not compressed
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) [bestAt, bestLen] = [i, j - i];
-    i = j === i ? i + 1 : j;
-  }
-  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
-  const text = bestAt < 0 ? hex(groups) : `${hex(groups.slice(0, bestAt))}::${hex(groups.slice(bestAt + bestLen))}`;
-  return `${text}/${cidr.prefix}`;
+/** `addr[/prefix]` (no prefix: a host), host bits cleared when `mask`; EINVAL naming `operation` if it is not one. */
+function cidrArgument(operation: string, text: string, mask: boolean): IpPrefix {
+  const p = parseCidr(text.trim(), { allowBare: true, mask });
+  if (!p.ok) throw new SystemError('EINVAL', operation, 'not an IPv4 or IPv6 CIDR');
+  return p.value;
 }
 
 /** A route destination in canonical form (`10.1.2.3/8` → `10.0.0.0/8`), or undefined when not a CIDR. */
 export function normaliseCidr(text: string): string | undefined {
-  const cidr = parseCidr(text.trim());
-  return cidr && formatCidr(maskCidr(cidr));
+  const p = parseCidr(text.trim(), { allowBare: true, mask: true });
+  return p.ok ? formatCidr(p.value) : undefined;
 }
 
 // ------------------------------------------------------------ rtnetlink
@@ -255,7 +187,7 @@ function parseRoute(msg: RouteMessage): ParsedRoute {
   const family = msg.data.family === AF_INET6 ? 6 : 4;
   const bytes = msg.attrs.dst ? new Uint8Array(msg.attrs.dst) : new Uint8Array(family === 4 ? 4 : 16);
   return {
-    cidr: formatCidr({ family, address: bytes, prefix: msg.data.dstLen ?? 0 }),
+    cidr: formatCidr({ family, bytes, bits: msg.data.dstLen ?? 0 }),
     table: msg.attrs.table ?? msg.data.table ?? RT_TABLE_UNSPEC,
     metric: msg.attrs.priority ?? 0,
     oif: msg.attrs.oif,
@@ -356,15 +288,14 @@ class NetlinkConfigurator implements LinkConfigurator {
 
   async addAddress(name: string, cidr: string): Promise<void> {
     const operation = `cannot add address ${cidr} to ${name}`;
-    const addr = parseCidr(cidr.trim());
-    if (!addr) throw new SystemError('EINVAL', operation, 'not an IPv4 or IPv6 CIDR');
+    const addr = cidrArgument(operation, cidr, false);
     const index = await this.index(operation, name);
-    const bytes = Buffer.from(addr.address);
+    const bytes = Buffer.from(addr.bytes);
     // IFA_F_NODAD: the coordination server hands out unique overlay addresses.
     const flags = addr.family === 6 ? { nodad: true as const } : {};
     await this.request(operation, ['EEXIST'], (s) =>
       s.newAddress(
-        { family: addr.family === 4 ? AF_INET : AF_INET6, prefixlen: addr.prefix, index, flags },
+        { family: addr.family === 4 ? AF_INET : AF_INET6, prefixlen: addr.bits, index, flags },
         { local: bytes, address: bytes },
         this.options(NLM_F_CREATE | NLM_F_EXCL),
       ),
@@ -373,22 +304,21 @@ class NetlinkConfigurator implements LinkConfigurator {
 
   async removeAddress(name: string, cidr: string): Promise<void> {
     const operation = `cannot remove address ${cidr} from ${name}`;
-    const addr = parseCidr(cidr.trim());
-    if (!addr) throw new SystemError('EINVAL', operation, 'not an IPv4 or IPv6 CIDR');
+    const addr = cidrArgument(operation, cidr, false);
     const index = await this.index(operation, name);
-    const bytes = Buffer.from(addr.address);
+    const bytes = Buffer.from(addr.bytes);
     await this.request(operation, ['EADDRNOTAVAIL'], (s) =>
-      s.delAddress({ family: addr.family === 4 ? AF_INET : AF_INET6, prefixlen: addr.prefix, index }, { local: bytes, address: bytes }, this.options()),
+      s.delAddress({ family: addr.family === 4 ? AF_INET : AF_INET6, prefixlen: addr.bits, index }, { local: bytes, address: bytes }, this.options()),
     );
   }
 
   /** The rtmsg and attributes of a device route; tables above 255 go in RTA_TABLE only, as iproute2 does. */
-  private route(index: number, dst: Cidr, opts: RouteOptions, forDelete: boolean): [Netlink.rt.Route, Netlink.rt.RouteAttrs] {
+  private route(index: number, dst: IpPrefix, opts: RouteOptions, forDelete: boolean): [Netlink.rt.Route, Netlink.rt.RouteAttrs] {
     const table = opts.table ?? RT_TABLE_MAIN;
     const v4 = dst.family === 4;
     const data: Netlink.rt.Route = {
       family: v4 ? AF_INET : AF_INET6,
-      dstLen: dst.prefix,
+      dstLen: dst.bits,
       table: table < 256 ? table : RT_TABLE_UNSPEC,
     };
     if (forDelete) {
@@ -399,7 +329,7 @@ class NetlinkConfigurator implements LinkConfigurator {
       data.scope = v4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
       data.type = RTN_UNICAST;
     }
-    const attrs: Netlink.rt.RouteAttrs = { dst: Buffer.from(dst.address), oif: index, table };
+    const attrs: Netlink.rt.RouteAttrs = { dst: Buffer.from(dst.bytes), oif: index, table };
     if (opts.metric !== undefined) attrs.priority = opts.metric;
     return [data, attrs];
   }
@@ -407,9 +337,7 @@ class NetlinkConfigurator implements LinkConfigurator {
   async addRoute(name: string, cidr: string, opts: RouteOptions = {}): Promise<void> {
     const operation = `cannot add route ${cidr} ${routeSuffix(name, opts)}`;
     checkTable(operation, opts);
-    const parsed = parseCidr(cidr.trim());
-    if (!parsed) throw new SystemError('EINVAL', operation, 'not an IPv4 or IPv6 CIDR');
-    const dst = maskCidr(parsed);
+    const dst = cidrArgument(operation, cidr, true);
     const index = await this.index(operation, name);
     const [data, attrs] = this.route(index, dst, opts, false);
     let exists = false;
@@ -433,10 +361,9 @@ class NetlinkConfigurator implements LinkConfigurator {
   async removeRoute(name: string, cidr: string, opts: RouteOptions = {}): Promise<void> {
     const operation = `cannot remove route ${cidr} ${routeSuffix(name, opts)}`;
     checkTable(operation, opts);
-    const parsed = parseCidr(cidr.trim());
-    if (!parsed) throw new SystemError('EINVAL', operation, 'not an IPv4 or IPv6 CIDR');
+    const dst = cidrArgument(operation, cidr, true);
     const index = await this.index(operation, name);
-    const [data, attrs] = this.route(index, maskCidr(parsed), opts, true);
+    const [data, attrs] = this.route(index, dst, opts, true);
     await this.request(operation, ['ESRCH', 'ENOENT'], (s) => s.delRoute(data, attrs, this.options()));
   }
 

@@ -22,10 +22,10 @@ import {
   parsePort,
   type IpEndpoint,
   type IpPrefix,
-} from '../config/ipaddr.js';
+} from '../net/ipaddr.js';
 import { decodeKeyHex, encodeKeyHex, isZeroKey, KeyFormatError } from '../config/keys.js';
 
-export type { IpEndpoint, IpPrefix } from '../config/ipaddr.js';
+export type { IpEndpoint, IpPrefix } from '../net/ipaddr.js';
 
 export const EINVAL = 22;
 export const EPROTO = 71;

@@ -3,14 +3,15 @@
 // A netlink socket acts on the namespace of the process that opens it, and
 // Node cannot setns(2). So the real module runs in a child started with
 // `ip netns exec NS node child.mjs`: the test transpiles src/system/netlink.ts
-// (self-contained; it loads the `netlink` package with require, found through
-// NODE_PATH) into a temp dir, and the child serves LinkConfigurator calls as
+// and the one module it imports, src/net/ipaddr.ts, into a temp dir laid out
+// as src/ is (netlink.ts loads the `netlink` package with require, found
+// through NODE_PATH), and the child serves LinkConfigurator calls as
 // JSON lines on stdin/stdout. `remote` below is a LinkConfigurator proxy to it,
 // so applyRoutes runs here against the kernel in the namespace. Every effect is
 // checked with `ip -n NS -j ...`, never with the adapter itself.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,10 +24,12 @@ import { applyRoutes } from '../../src/system/routes.js';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NS = `mnl-${process.pid}-${randomBytes(3).toString('hex')}`;
 const CALL_TIMEOUT_MS = 10_000;
+/** What the child needs of src/: netlink.ts and its imports. */
+const CHILD_MODULES = ['system/netlink', 'net/ipaddr'];
 
 const CHILD = `
 import { createInterface } from 'node:readline';
-import { createLinkConfigurator } from './netlink.js';
+import { createLinkConfigurator } from './system/netlink.js';
 const cfg = createLinkConfigurator({ timeoutMs: 5000 });
 const lines = createInterface({ input: process.stdin });
 const reply = (msg) => process.stdout.write(JSON.stringify(msg) + '\\n');
@@ -128,9 +131,12 @@ describe.skipIf(process.getuid?.() !== 0)('rtnetlink adapter in a network namesp
       ip('netns', 'add', NS);
       addTestLink('d0');
       tmp = mkdtempSync(join(tmpdir(), 'meshd-netlink-'));
-      const source = readFileSync(join(ROOT, 'src/system/netlink.ts'), 'utf8');
-      const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true } });
-      writeFileSync(join(tmp, 'netlink.js'), js.outputText);
+      for (const mod of CHILD_MODULES) {
+        const source = readFileSync(join(ROOT, 'src', `${mod}.ts`), 'utf8');
+        const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true } });
+        mkdirSync(dirname(join(tmp, `${mod}.js`)), { recursive: true });
+        writeFileSync(join(tmp, `${mod}.js`), js.outputText);
+      }
       writeFileSync(join(tmp, 'child.mjs'), CHILD);
       writeFileSync(join(tmp, 'package.json'), '{"type":"module"}');
       const proc = spawn('ip', ['netns', 'exec', NS, process.execPath, join(tmp, 'child.mjs')], {

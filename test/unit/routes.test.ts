@@ -16,7 +16,8 @@ describe('normaliseCidr', () => {
     ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1/128'], // a single zero group stays
     ['2001:0:0:1:0:0:0:1/128', '2001:0:0:1::1/128'], // the longest run
     ['1:0::/16', '1::/16'],
-    ['::ffff:1.2.3.4/128', '::ffff:102:304/128'],
+    ['::ffff:1.2.3.4/128', '::ffff:1.2.3.4/128'], // IPv4-mapped stays dotted, as netip and ip(8) print it
+    ['::1.2.3.4/128', '::102:304/128'], // IPv4-compatible does not
     ['fd7a:115c:a1e0:ab12:4843:cd96:6258:b240/10', 'fd40::/10'],
   ])('%s → %s', (input, want) => {
     expect(normaliseCidr(input)).toBe(want);

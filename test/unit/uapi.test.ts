@@ -16,7 +16,7 @@ import {
   type SetRequest,
 } from '../../src/uapi/protocol.js';
 import { decodeKeyBase64, decodeKeyHex, encodeKeyHex } from '../../src/config/keys.js';
-import { formatCidr, formatIpEndpoint, parseCidr, parseIpEndpoint } from '../../src/config/ipaddr.js';
+import { formatCidr, formatIpEndpoint, parseCidr, parseIpEndpoint } from '../../src/net/ipaddr.js';
 
 // ---- Fixtures captured from wireguard-go v0.0.20220316 (linux-amd64) ----
 //

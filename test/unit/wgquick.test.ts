@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, formatWgQuickConfig, parseWgQuickConfig, type WgQuickConfig } from '../../src/config/wgquick.js';
 import { decodeKeyBase64, decodeKeyHex, encodeKeyBase64, encodeKeyHex, KeyFormatError } from '../../src/config/keys.js';
-import { formatCidr } from '../../src/config/ipaddr.js';
+import { formatCidr } from '../../src/net/ipaddr.js';
 
 // Keys made with wg genkey for these tests (the same as the UAPI fixtures).
 const PRIV = 'WM39NO56xm7+ioSKGzw1fq59Pn8JvMvsiVUJaVxKBU0=';
