@@ -71,6 +71,7 @@ NAPI_MODULE_INIT() {
       METHOD("readerStats", meshd_tun_reader_stats),
       METHOD("write", meshd_tun_write),
       METHOD("writeBatch", meshd_tun_write_batch),
+      METHOD("setSocketBuffers", meshd_set_socket_buffers),
       {"maxNameLength", NULL, NULL, NULL, NULL, max_name, napi_enumerable, NULL},
   };
   MESHD_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

@@ -7,6 +7,7 @@
  *   tun_open.c   open(name, multiQueue, vnetHdr) and close(fd)
  *   tun_reader.c uv_poll batch reader: startReading / stopReading / readerStats
  *   tun_write.c  write(fd, ...) and writeBatch(fd, ...)
+ *   socket_buffers.c  setSocketBuffers(fd, rcv, snd) for the UDP sockets
  *
  * Everything runs on the JS thread of the environment that loaded the addon; nothing here
  * is shared between worker threads except read-only code.
@@ -82,5 +83,8 @@ void meshd_readers_detach(meshd_state *state);
 /* tun_write.c */
 napi_value meshd_tun_write(napi_env env, napi_callback_info info);
 napi_value meshd_tun_write_batch(napi_env env, napi_callback_info info);
+
+/* socket_buffers.c */
+napi_value meshd_set_socket_buffers(napi_env env, napi_callback_info info);
 
 #endif /* MESHD_NATIVE_H */

@@ -130,6 +130,7 @@ interface NativeBinding {
   readerStats(fd: number): NativeReaderStats | undefined;
   write(fd: number, buffer: Uint8Array, offset: number, length: number): number;
   writeBatch(fd: number, buffer: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  setSocketBuffers(fd: number, rcvBytes: number, sndBytes: number): { rcv: number; snd: number };
   readonly maxNameLength: number;
 }
 
@@ -153,7 +154,7 @@ export function nativeAddonPath(): string | undefined {
   return root === undefined ? undefined : join(root, ADDON_PATH);
 }
 
-function loadNative(): NativeBinding {
+export function loadNative(): NativeBinding {
   if (binding !== undefined) return binding;
   if (process.platform !== 'linux') {
     throw new NativeAddonError(`meshd native addon supports Linux only (this is ${process.platform})`);

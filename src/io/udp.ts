@@ -4,6 +4,7 @@
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Endpoint } from '../device/endpoint.js';
+import { loadNative, nativeAvailable } from './tun.js';
 
 const familyCache = new WeakMap<Endpoint, boolean>();
 
@@ -54,6 +55,7 @@ export class UdpBind {
     }
     for (const s of [this.v4, this.v6]) {
       if (!s) continue;
+      raiseBuffers(s);
       s.on('message', (msg, rinfo) => this.onDatagram(msg, { address: rinfo.address, port: rinfo.port }));
       // Remote input must never kill the daemon: ICMP errors surface here.
       s.on('error', () => {
@@ -83,6 +85,10 @@ export class UdpBind {
     await this.listen(port);
   }
 
+  bufferSizes(): { rcv: number; snd: number } {
+    return this.v4 ? { rcv: this.v4.getRecvBufferSize(), snd: this.v4.getSendBufferSize() } : { rcv: 0, snd: 0 };
+  }
+
   close(): void {
     for (const s of [this.v4, this.v6]) {
       try {
@@ -93,6 +99,38 @@ export class UdpBind {
     }
     this.v4 = this.v6 = null;
   }
+}
+
+/**
+ * dgram's own buffer options are capped at net.core.[rw]mem_max (208 KiB by
+ * default, where wireguard-go loses packets here); with the addon and
+ * CAP_NET_ADMIN we get the size we ask for.
+ */
+function raiseBuffers(s: dgram.Socket): void {
+  const fd = socketFd(s);
+  if (fd === undefined || fd < 0 || !nativeAvailable()) return;
+  try {
+    loadNative().setSocketBuffers(fd, SOCKET_BUFFER, SOCKET_BUFFER);
+  } catch {
+    // Keeps the capped size that dgram already set.
+  }
+}
+
+/**
+ * The fd under a dgram socket. Node keeps its handle in a symbol-keyed state
+ * object (the public `_handle` getter is deprecated and warns on stderr).
+ */
+function socketFd(s: dgram.Socket): number | undefined {
+  for (const sym of Object.getOwnPropertySymbols(s)) {
+    const state = (s as unknown as Record<symbol, { handle?: { fd?: number } } | undefined>)[sym];
+    if (state && typeof state === 'object' && state.handle && typeof state.handle.fd === 'number') return state.handle.fd;
+  }
+  return undefined;
+}
+
+/** The kernel-granted receive and send buffer sizes of a bind's IPv4 socket (for tests and status). */
+export function socketBufferSizes(bind: UdpBind): { rcv: number; snd: number } {
+  return bind.bufferSizes();
 }
 
 function bindSocket(s: dgram.Socket, port: number, address: string): Promise<void> {
