@@ -100,12 +100,8 @@ export function sendHandshakeInitiation(dev: Device, peer: Peer, isRetry: boolea
     dev.drop(msg);
     return;
   }
-  peer.cookie.addMacs(msg, now);
-  peer.timers.anyAuthenticatedPacketTraversal(now);
-  peer.timers.anyAuthenticatedPacketSent();
   peer.lastSentHandshake = now;
-  dev.bind.send(msg, peer.endpoint);
-  peer.txBytes += msg.length;
+  transmitHandshake(dev, peer, msg, now);
   peer.timers.handshakeInitiated(now);
   dev.log('handshake.initiationSent', { peer: peer.publicKey.toString('base64'), retry: isRetry });
 }
@@ -119,12 +115,17 @@ export function sendHandshakeResponse(dev: Device, peer: Peer): void {
     dev.drop(msg);
     return;
   }
+  const kp = beginSession(peer.handshake, now);
+  if (kp) installSession(dev, peer, kp);
+  transmitHandshake(dev, peer, msg, now);
+}
+
+/** Adds MAC1/MAC2 and sends a handshake message; it counts as an authenticated packet sent. */
+function transmitHandshake(dev: Device, peer: Peer, msg: Buffer, now: number): void {
   peer.cookie.addMacs(msg, now);
   peer.timers.anyAuthenticatedPacketTraversal(now);
   peer.timers.anyAuthenticatedPacketSent();
-  const kp = beginSession(peer.handshake, now);
-  if (kp) installSession(dev, peer, kp);
-  dev.bind.send(msg, peer.endpoint);
+  dev.bind.send(msg, peer.endpoint!);
   peer.txBytes += msg.length;
 }
 
