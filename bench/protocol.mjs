@@ -6,7 +6,9 @@
 import { X25519PrivateKey } from '../dist/crypto/x25519.js';
 import { Handshake, StaticIdentity, createInitiation, consumeInitiation, createResponse, consumeResponse, beginSession } from '../dist/noise/handshake.js';
 import { CookieChecker, CookieMaker } from '../dist/noise/cookie.js';
-import { sealTransport, openTransport } from '../dist/noise/transport.js';
+import { sealTransport, openTransport, useTransportCipher } from '../dist/noise/transport.js';
+import { nodeCipher, selectTransportCipher } from '../dist/crypto/transportCipher.js';
+import { nativeAvailable } from '../dist/io/tun.js';
 import { readCounter } from '../dist/wire/messages.js';
 import { AllowedIps } from '../dist/device/allowedips.js';
 import os from 'node:os';
@@ -108,8 +110,14 @@ function lookupBatch() {
 const suites = {
   'handshakes/s (initiation+response+session, both sides)': () => timeFor(400, steadyHandshake),
   'handshakes/s incl. new peer precomputation': () => timeFor(400, oneHandshake),
-  'seal/s 1420 B': () => timeFor(400, sealBatch),
-  'open/s 1420 B': () => timeFor(400, openBatch),
+  'seal/s 1420 B, node:crypto': () => (useTransportCipher(nodeCipher), timeFor(400, sealBatch)),
+  'open/s 1420 B, node:crypto': () => (useTransportCipher(nodeCipher), timeFor(400, openBatch)),
+  ...(nativeAvailable()
+    ? {
+        'seal/s 1420 B, native addon': () => (useTransportCipher(selectTransportCipher('native')), timeFor(400, sealBatch)),
+        'open/s 1420 B, native addon': () => (useTransportCipher(selectTransportCipher('native')), timeFor(400, openBatch)),
+      }
+    : {}),
   'allowed-IPs lookups/s (10k prefixes)': () => timeFor(400, lookupBatch),
 };
 const results = Object.fromEntries(Object.keys(suites).map((k) => [k, []]));

@@ -72,6 +72,8 @@ NAPI_MODULE_INIT() {
       METHOD("write", meshd_tun_write),
       METHOD("writeBatch", meshd_tun_write_batch),
       METHOD("setSocketBuffers", meshd_set_socket_buffers),
+      METHOD("aeadSeal", meshd_aead_seal),
+      METHOD("aeadOpen", meshd_aead_open),
       {"maxNameLength", NULL, NULL, NULL, NULL, max_name, napi_enumerable, NULL},
   };
   MESHD_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

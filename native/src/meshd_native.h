@@ -8,6 +8,7 @@
  *   tun_reader.c uv_poll batch reader: startReading / stopReading / readerStats
  *   tun_write.c  write(fd, ...) and writeBatch(fd, ...)
  *   socket_buffers.c  setSocketBuffers(fd, rcv, snd) for the UDP sockets
+ *   aead.c       ChaCha20-Poly1305 seal/open for transport data (Node's OpenSSL)
  *
  * Everything runs on the JS thread of the environment that loaded the addon; nothing here
  * is shared between worker threads except read-only code.
@@ -86,5 +87,9 @@ napi_value meshd_tun_write_batch(napi_env env, napi_callback_info info);
 
 /* socket_buffers.c */
 napi_value meshd_set_socket_buffers(napi_env env, napi_callback_info info);
+
+/* aead.c */
+napi_value meshd_aead_seal(napi_env env, napi_callback_info info);
+napi_value meshd_aead_open(napi_env env, napi_callback_info info);
 
 #endif /* MESHD_NATIVE_H */
