@@ -14,7 +14,7 @@
             "src/tun_open.c",
             "src/tun_reader.c",
             "src/tun_write.c",
-            "src/socket_buffers.c",
+            "src/socket_options.c",
             "src/aead.c"
           ],
           "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],

@@ -72,6 +72,7 @@ NAPI_MODULE_INIT() {
       METHOD("write", meshd_tun_write),
       METHOD("writeBatch", meshd_tun_write_batch),
       METHOD("setSocketBuffers", meshd_set_socket_buffers),
+      METHOD("setSocketMark", meshd_set_socket_mark),
       METHOD("aeadSeal", meshd_aead_seal),
       METHOD("aeadOpen", meshd_aead_open),
       {"maxNameLength", NULL, NULL, NULL, NULL, max_name, napi_enumerable, NULL},

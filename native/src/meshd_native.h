@@ -7,7 +7,7 @@
  *   tun_open.c   open(name, multiQueue, vnetHdr) and close(fd)
  *   tun_reader.c uv_poll batch reader: startReading / stopReading / readerStats
  *   tun_write.c  write(fd, ...) and writeBatch(fd, ...)
- *   socket_buffers.c  setSocketBuffers(fd, rcv, snd) for the UDP sockets
+ *   socket_options.c  setSocketBuffers / setSocketMark for the UDP sockets
  *   aead.c       ChaCha20-Poly1305 seal/open for transport data (Node's OpenSSL)
  *
  * Everything runs on the JS thread of the environment that loaded the addon; nothing here
@@ -85,8 +85,9 @@ void meshd_readers_detach(meshd_state *state);
 napi_value meshd_tun_write(napi_env env, napi_callback_info info);
 napi_value meshd_tun_write_batch(napi_env env, napi_callback_info info);
 
-/* socket_buffers.c */
+/* socket_options.c */
 napi_value meshd_set_socket_buffers(napi_env env, napi_callback_info info);
+napi_value meshd_set_socket_mark(napi_env env, napi_callback_info info);
 
 /* aead.c */
 napi_value meshd_aead_seal(napi_env env, napi_callback_info info);

@@ -38,7 +38,6 @@ export class Engine {
   private ticker: NodeJS.Timeout | null = null;
   private handshakeScheduled = false;
   private addresses: IpPrefix[] = [];
-  fwmark = 0;
   closed = false;
 
   private constructor(readonly name: string, private readonly log: Logger, mtu: number) {
@@ -103,7 +102,7 @@ export class Engine {
     const endpoints = await Promise.all(cfg.peers.map((p) => (p.endpoint ? resolveEndpoint(p.endpoint) : Promise.resolve(null))));
     this.device.setPrivateKey(cfg.interface.privateKey);
     if (cfg.interface.listenPort !== undefined && cfg.interface.listenPort !== this.listenPort) await this.udp!.rebind(cfg.interface.listenPort);
-    if (cfg.interface.fwmark !== undefined) this.fwmark = cfg.interface.fwmark;
+    if (cfg.interface.fwmark !== undefined) this.udp!.setMark(cfg.interface.fwmark);
     cfg.peers.forEach((p, i) => {
       this.device.upsertPeer({
         publicKey: p.publicKey,
@@ -154,7 +153,7 @@ export class Engine {
         throw new UapiError('EINVAL', (err as Error).message);
       }
     }
-    if (req.interface.fwmark !== undefined) this.fwmark = req.interface.fwmark;
+    if (req.interface.fwmark !== undefined) this.udp!.setMark(req.interface.fwmark);
     if (req.interface.replacePeers) for (const p of [...dev.peers.values()]) dev.removePeer(p.publicKey);
     for (const ps of req.peers) {
       if (ps.remove) {
@@ -181,7 +180,7 @@ export class Engine {
     return {
       privateKey: dev.identity?.privateKey.exportBytes(),
       listenPort: this.listenPort,
-      fwmark: this.fwmark,
+      fwmark: this.udp?.fwmark ?? 0,
       peers: [...dev.peers.values()].map((p) => {
         const psk = p.handshake.presharedKey;
         return {

@@ -131,6 +131,7 @@ interface NativeBinding {
   write(fd: number, buffer: Uint8Array, offset: number, length: number): number;
   writeBatch(fd: number, buffer: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   setSocketBuffers(fd: number, rcvBytes: number, sndBytes: number): { rcv: number; snd: number };
+  setSocketMark(fd: number, mark: number): number;
   aeadSeal(key: Uint8Array, counter: number, src: Uint8Array, srcOff: number, srcLen: number, padLen: number, dst: Uint8Array, dstOff: number): number;
   aeadOpen(key: Uint8Array, counter: number, src: Uint8Array, srcOff: number, srcLen: number, dst: Uint8Array, dstOff: number): number;
   readonly maxNameLength: number;

@@ -25,15 +25,34 @@ export class UdpBind {
   private v6: dgram.Socket | null = null;
   port = 0;
   sendErrors = 0;
+  /** SO_MARK of both sockets (UAPI fwmark); 0 = none. */
+  private mark = 0;
 
   private constructor(private readonly onDatagram: DatagramHandler) {}
 
   /** Opens both families on `port` (0 = any free port, the same for both). */
   static async open(port: number, onDatagram: DatagramHandler, opts: { fwmark?: number } = {}): Promise<UdpBind> {
-    void opts;
     const bind = new UdpBind(onDatagram);
     await bind.listen(port);
+    if (opts.fwmark) bind.setMark(opts.fwmark);
     return bind;
+  }
+
+  /** Marks every packet the sockets send (SO_MARK), for policy routing; 0 clears it. */
+  setMark(mark: number): void {
+    for (const s of [this.v4, this.v6]) {
+      const fd = s ? socketFd(s) : undefined;
+      if (fd === undefined) continue;
+      if (!nativeAvailable()) throw new UdpBindError('ENATIVE', 'setting fwmark needs the native addon (npm run build:native)');
+      // The addon reads the mark back from the kernel.
+      const got = loadNative().setSocketMark(fd, mark);
+      if (got !== mark) throw new UdpBindError('EMARK', `fwmark ${mark} did not stick (kernel reports ${got})`);
+    }
+    this.mark = mark;
+  }
+
+  get fwmark(): number {
+    return this.mark;
   }
 
   private async listen(port: number): Promise<void> {
@@ -83,6 +102,7 @@ export class UdpBind {
   async rebind(port: number): Promise<void> {
     this.close();
     await this.listen(port);
+    if (this.mark) this.setMark(this.mark);
   }
 
   bufferSizes(): { rcv: number; snd: number } {

@@ -52,4 +52,19 @@ describe('UdpBind', () => {
     expect(snd).toBe(8 << 20);
     expect(rcv).toBeGreaterThanOrEqual(Math.min(2 * rmemMax, 8 << 20));
   });
+
+  it.skipIf(process.getuid?.() !== 0 || !nativeAvailable())('sets, keeps across a rebind, and clears the fwmark (SO_MARK)', async () => {
+    const a = await open();
+    a.bind.setMark(0x1234);
+    expect(a.bind.fwmark).toBe(0x1234);
+    await a.bind.rebind(0);
+    expect(a.bind.fwmark).toBe(0x1234);
+    // Still delivers with the mark set.
+    const b = await open();
+    a.bind.send(Buffer.from('marked'), { address: '127.0.0.1', port: b.bind.port });
+    await until(() => b.got.length === 1);
+    expect(b.got[0][0]).toBe('marked');
+    a.bind.setMark(0);
+    expect(a.bind.fwmark).toBe(0);
+  });
 });

@@ -1,4 +1,12 @@
 /*
+ * Options of the UDP sockets that Node's dgram does not expose.
+ *
+ * setSocketMark(fd, mark) -> mark now set
+ *
+ * SO_MARK (the UAPI's fwmark): wg-quick's policy routing sends everything but
+ * packets with the tunnel's mark into the tunnel, so the tunnel's own UDP
+ * packets must carry it. Needs CAP_NET_ADMIN.
+ *
  * setSocketBuffers(fd, rcvBytes, sndBytes) -> { rcv, snd }
  *
  * Raises a UDP socket's kernel buffers. The default 208 KiB receive buffer is
@@ -49,5 +57,21 @@ napi_value meshd_set_socket_buffers(napi_env env, napi_callback_info info) {
   MESHD_CALL(env, napi_create_int32(env, get_buffer(fd, SO_SNDBUF), &snd_value));
   MESHD_CALL(env, napi_set_named_property(env, result, "rcv", rcv_value));
   MESHD_CALL(env, napi_set_named_property(env, result, "snd", snd_value));
+  return result;
+}
+
+napi_value meshd_set_socket_mark(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  int fd;
+  uint32_t mark, got = 0;
+  socklen_t len = sizeof got;
+  if (!meshd_get_args(env, info, 2, argv) || !meshd_get_fd(env, argv[0], &fd) || !meshd_get_u32(env, argv[1], "mark", &mark)) {
+    return NULL;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0 || getsockopt(fd, SOL_SOCKET, SO_MARK, &got, &len) != 0) {
+    meshd_throw_errno(env, errno, "setsockopt", "cannot set SO_MARK on fd %d", fd);
+    return NULL;
+  }
+  MESHD_CALL(env, napi_create_uint32(env, got, &result));
   return result;
 }
