@@ -41,7 +41,8 @@ cpu_of() { # utime+stime in clock ticks of a PID
 }
 
 start_side() { # impl ns ifname key peerpub myip peerip peerunderlay -> echoes PID
-  local impl=$1 ns=$2 ifn=$3 key=$4 peer=$5 me=$6 them=$7 under=$8
+  local impl=$1 ns=$2 ifn=$3 key=$4 peer=$5 me=$6 them=$7 under=$8 aead=native
+  if [[ $impl == meshd-node ]]; then impl=meshd; aead=node; fi
   if [[ $impl == meshd ]]; then
     cat > "$TMP/$ifn.conf" <<EOC
 [Interface]
@@ -53,7 +54,7 @@ PublicKey = $peer
 AllowedIPs = $them/32
 Endpoint = $under:51820
 EOC
-    ip netns exec $ns "$MESHD" daemon --tun $ifn --config "$TMP/$ifn.conf" --log-level warn > "$TMP/$ifn.log" 2>&1 &
+    ip netns exec $ns "$MESHD" daemon --tun $ifn --config "$TMP/$ifn.conf" --aead $aead --log-level warn > "$TMP/$ifn.log" 2>&1 &
     echo $!
   else
     ip netns exec $ns env WG_PROCESS_FOREGROUND=1 wireguard-go $ifn > "$TMP/$ifn.log" 2>&1 &
@@ -126,6 +127,7 @@ for r in $(seq 1 $ROUNDS); do
   measure veth veth veth
   measure wireguard-go wg wg
   measure meshd-js meshd meshd
+  measure meshd-js-nodecrypto meshd-node meshd-node
   measure meshd-js/wireguard-go meshd wg
 done
 
@@ -136,7 +138,7 @@ echo "| link | A->B TCP | B->A TCP | ping RTT | CPU s/Gbit (both daemons) |"
 echo "|---|---|---|---|---|"
 field() { echo "${RES[$1]}" | tr ';' '\n' | grep -v '^$' | awk -v f=$2 '{print $f}' | median; }
 WF=$(field wireguard-go 1); WR=$(field wireguard-go 2); WT=$(field wireguard-go 3)
-for label in veth wireguard-go meshd-js meshd-js/wireguard-go; do
+for label in veth wireguard-go meshd-js meshd-js-nodecrypto meshd-js/wireguard-go; do
   f=$(field $label 1); rv=$(field $label 2); t=$(field $label 3); c=$(field $label 4)
   awk -v l="$label" -v f=$f -v wf=$WF -v r=$rv -v wr=$WR -v t=$t -v wt=$WT -v c=$c 'BEGIN {
     printf "| %-22s | %7.3f Gbit/s (%5.2fx) | %7.3f Gbit/s (%5.2fx) | %6.3f ms (%5.2fx) | %5.2f |\n", l, f/1e9, f/wf, r/1e9, r/wr, t, t/wt, c }'

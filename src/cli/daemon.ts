@@ -8,6 +8,9 @@ import { createLogger } from '../daemon/log.js';
 import { parseWgQuickConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { UapiServer, uapiSocketPath, UAPI_DIR } from '../uapi/server.js';
 import { CliError } from './errors.js';
+import { selectTransportCipher } from '../crypto/transportCipher.js';
+import { transportCipherName, useTransportCipher } from '../noise/transport.js';
+import { nativeAvailable } from '../io/tun.js';
 
 export interface DaemonArgs {
   tun: string;
@@ -15,6 +18,7 @@ export interface DaemonArgs {
   port?: number;
   logLevel: string;
   uapiDir?: string;
+  aead?: 'auto' | 'native' | 'node';
 }
 
 /** Shutdown must finish within 2 s even if something hangs. */
@@ -35,6 +39,9 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
     for (const ig of cfg.ignored) log.warn({ key: ig.key, line: ig.line }, `${args.config}:${ig.line}: ${ig.key} is a wg-quick setting; meshd daemon ignores it`);
   }
   const port = args.port ?? cfg?.interface.listenPort ?? 0;
+  if (args.aead === 'native' && !nativeAvailable()) throw new CliError('ENATIVE', '--aead native needs the native addon (npm run build:native)');
+  useTransportCipher(selectTransportCipher(args.aead ?? 'auto'));
+  log.info({ aead: transportCipherName() }, 'transport cipher');
   const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log });
   let uapi: UapiServer | null = null;
   try {

@@ -33,10 +33,11 @@ export async function main(argv: string[]): Promise<void> {
           .option('tun', { type: 'string', default: 'meshd0', describe: 'TUN interface name' })
           .option('config', { type: 'string', describe: 'wg-quick style config file' })
           .option('port', { type: 'number', describe: 'UDP listen port (default: ListenPort from the config, else random)' })
-          .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error'] }),
+          .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
+          .option('aead', { type: 'string', default: 'auto', choices: ['auto', 'native', 'node'], describe: 'transport cipher: the addon (native), node:crypto, or native when built (auto)' }),
       async (a) => {
         if (a.port !== undefined && (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535)) throw new CliError('EUSAGE', `--port must be 0..65535, got ${a.port}`, 2);
-        await runDaemon({ tun: a.tun, config: a.config, port: a.port, logLevel: a['log-level'] });
+        await runDaemon({ tun: a.tun, config: a.config, port: a.port, logLevel: a['log-level'], aead: a.aead as 'auto' | 'native' | 'node' });
       },
     )
     .demandCommand(1, 'meshd: a command is required (see meshd --help)')
