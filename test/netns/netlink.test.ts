@@ -20,6 +20,7 @@ import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SystemError, type LinkConfigurator, type RouteOptions } from '../../src/system/netlink.js';
 import { applyRoutes } from '../../src/system/routes.js';
+import { ip, tryIp } from '../support/ip.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NS = `mnl-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -45,20 +46,9 @@ lines.on('line', async (line) => {
 lines.on('close', () => cfg.close());
 `;
 
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
-}
 function ipJson<T>(...args: string[]): T[] {
   const out = ip('-n', NS, '-j', ...args).trim();
   return out ? (JSON.parse(out) as T[]) : [];
-}
-function tryIp(...args: string[]): boolean {
-  try {
-    ip(...args);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A link to configure: a dummy where the kernel has the module, else a persistent TUN (meshd's real kind). */

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunDevice, TunError, nativeAddonPath, type PacketBatch } from '../../src/io/tun.js';
+import { ip, tryIp } from '../support/ip.js';
 
 const NS = `mtun-${process.pid}-${randomBytes(3).toString('hex')}`;
 const TUN_ADDR = '198.18.0.1'; // the namespace's side of the TUN
@@ -24,17 +25,6 @@ const devices = new Set<TunDevice>();
 const children = new Set<ChildProcess>();
 const rootLinks = new Set<string>(); // names that may exist in the root namespace
 
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
-}
-function tryIp(...args: string[]): boolean {
-  try {
-    ip(...args);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** "mt" + 8 hex digits: 10 bytes, well under the 15-byte limit. */
 function uniqueName(): string {
