@@ -10,7 +10,10 @@ export interface TransportCipher {
   readonly name: 'node' | 'native';
   /** Writes AEAD(key, counter, src || zeros(padLen), ε) at dst[dstOff]; returns bytes written. */
   seal(key: Uint8Array, counter: number, src: Uint8Array, padLen: number, dst: Uint8Array, dstOff: number): number;
-  /** Opens ciphertext||tag into dst[0..]; returns the plaintext length, or -1 if it does not authenticate. */
+  /**
+   * Opens ciphertext||tag into dst[0..]; returns the plaintext length, or -1 if it does
+   * not authenticate. dst may be `sealed` itself (in-place decryption).
+   */
   open(key: Uint8Array, counter: number, sealed: Uint8Array, dst: Uint8Array): number;
 }
 

@@ -18,7 +18,10 @@ import { installSession, sendHandshakeInitiation, sendHandshakeResponse, sendKee
 /** Hysteresis: once under load, stay so for a second (wireguard-go). */
 const UNDER_LOAD_AFTER = 1000;
 
-/** A UDP datagram arrived from `from`. */
+/**
+ * A UDP datagram arrived from `from`. The buffer becomes the device's: transport
+ * data is decrypted in place, so the caller must not reuse it.
+ */
 export function receiveDatagram(dev: Device, packet: Uint8Array, from: Endpoint): void {
   const type = classify(packet);
   if (typeof type === 'string') {

@@ -48,14 +48,16 @@ export function sealTransport(kp: Keypair, plaintext: Uint8Array, mtu = 0): Buff
 }
 
 /**
- * Decrypts a transport message under `kp`. Returns the padded plaintext, or
- * null when authentication fails. Replay is checked by the caller after this
+ * Decrypts a transport message under `kp`, in place: the plaintext overwrites
+ * the ciphertext inside `msg` and a view of it is returned, so the receive
+ * path allocates nothing per packet. Returns null when authentication fails
+ * (`msg` is then garbage). Replay is checked by the caller after this
  * succeeds (a forged packet must not move the window).
  */
 export function openTransport(kp: Keypair, msg: Uint8Array, counter: number): Buffer | null {
-  const out = Buffer.allocUnsafe(msg.length - TRANSPORT_HEADER_LEN - TAG_LEN);
-  const n = cipher.open(kp.receiveKey, counter, msg.subarray(TRANSPORT_HEADER_LEN), out);
-  return n < 0 ? null : out.subarray(0, n);
+  const sealed = msg.subarray(TRANSPORT_HEADER_LEN);
+  const n = cipher.open(kp.receiveKey, counter, sealed, sealed);
+  return n < 0 ? null : Buffer.from(sealed.buffer, sealed.byteOffset, n);
 }
 
 export { readCounter };

@@ -69,7 +69,8 @@ export class FakeNetwork {
   deliver(d: Datagram): void {
     const dev = this.hosts.get(key(d.to));
     if (dev) {
-      dev.receive(d.packet, d.from);
+      // Each delivery is a fresh buffer, as from the kernel: the device decrypts in place.
+      dev.receive(Uint8Array.prototype.slice.call(d.packet), d.from);
       dev.processHandshakes();
     }
   }
