@@ -23,6 +23,22 @@ const TICK_MS = 100;
 /** Handshake messages processed per event-loop turn before yielding to data. */
 const HANDSHAKE_BUDGET = 64;
 
+/** A peer as the mesh wants it; `endpoint` undefined keeps the one the peer has (it may have roamed). */
+export interface MeshPeer {
+  publicKey: Uint8Array;
+  allowedIps: IpPrefix[];
+  endpoint?: Endpoint | null;
+  persistentKeepalive: number;
+}
+
+/** The whole interface as a netmap wants it (control/netmap.ts computes it). */
+export interface MeshConfig {
+  addresses: IpPrefix[];
+  peers: MeshPeer[];
+  /** Routes into the TUN, replacing the wg-quick rule of one route per allowed IP. */
+  routes: string[];
+}
+
 export interface EngineOptions {
   tunName: string;
   listenPort?: number;
@@ -38,6 +54,9 @@ export class Engine {
   private ticker: NodeJS.Timeout | null = null;
   private handshakeScheduled = false;
   private addresses: IpPrefix[] = [];
+  /** Set by applyMesh: the routes are these, not the peers' allowed IPs. */
+  private fixedRoutes: string[] | null = null;
+  private linkUp = false;
   closed = false;
 
   private constructor(readonly name: string, private readonly log: Logger, mtu: number) {
@@ -131,6 +150,10 @@ export class Engine {
    */
   async syncRoutes(): Promise<void> {
     if (!this.link || !this.tun) return;
+    if (this.fixedRoutes) {
+      await applyRoutes(this.link, this.tunName, this.fixedRoutes);
+      return;
+    }
     const want = new Set<string>();
     for (const peer of this.device.peers.values()) {
       for (const { addr, cidr } of this.device.allowedIps.entriesForPeer(peer)) {
@@ -140,6 +163,40 @@ export class Engine {
     }
     // Prefixes of our own addresses already have kernel routes on this link.
     await applyRoutes(this.link, this.tunName, [...want]);
+  }
+
+  /**
+   * Makes the device and the link what a netmap wants, touching only what
+   * differs: a peer whose key and allowed IPs did not change keeps its
+   * sessions; a removed peer's keys are wiped.
+   */
+  async applyMesh(cfg: MeshConfig): Promise<void> {
+    const dev = this.device;
+    const want = new Map(cfg.peers.map((p) => [Buffer.from(p.publicKey).toString('base64'), p]));
+    for (const [id, peer] of [...dev.peers]) if (!want.has(id)) dev.removePeer(peer.publicKey);
+    for (const p of want.values()) {
+      const peer = dev.peer(p.publicKey) ?? dev.upsertPeer({ publicKey: p.publicKey });
+      const have = dev.allowedIps.entriesForPeer(peer).map(({ addr, cidr }) => formatAllowedIp(addr, cidr)).sort();
+      const next = p.allowedIps.map((a) => formatAllowedIp(a.bytes, a.bits)).sort();
+      if (have.length !== next.length || have.some((x, i) => x !== next[i])) {
+        dev.allowedIps.removeByPeer(peer);
+        for (const a of p.allowedIps) dev.allowedIps.insert(a.bytes, a.bits, peer);
+      }
+      if (p.endpoint !== undefined) peer.endpoint = p.endpoint;
+      if (peer.persistentKeepalive !== p.persistentKeepalive) dev.setPersistentKeepalive(peer, p.persistentKeepalive);
+    }
+    const link = this.link!;
+    const wantAddrs = new Set(cfg.addresses.map(formatCidr));
+    for (const a of this.addresses) if (!wantAddrs.has(formatCidr(a))) await link.removeAddress(this.tunName, formatCidr(a));
+    const haveAddrs = new Set(this.addresses.map(formatCidr));
+    for (const a of cfg.addresses) if (!haveAddrs.has(formatCidr(a))) await link.addAddress(this.tunName, formatCidr(a));
+    this.addresses = cfg.addresses;
+    if (!this.linkUp) {
+      await link.setUp(this.tunName, true);
+      this.linkUp = true;
+    }
+    this.fixedRoutes = cfg.routes;
+    await this.syncRoutes();
   }
 
   /** A UAPI set: applied whole, in the order wireguard-go applies lines. */

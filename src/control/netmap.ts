@@ -1,0 +1,86 @@
+// The node's copy of its netmap, and the pure step from netmap to interface
+// configuration (what the engine applies). Full maps replace the peer set;
+// deltas change or remove peers by key. An endpoint is handed to the engine
+// only when the server's candidates for that peer changed, so an endpoint
+// learned from the peer's own authenticated packets (roaming) is kept.
+import { decodeKeyBase64 } from '../config/keys.js';
+import type { MeshConfig, MeshPeer } from '../daemon/engine.js';
+import { formatIp, parseCidr, parseIpEndpoint, type IpPrefix } from '../net/ipaddr.js';
+import type { MapResponse, PeerNode, SelfNode } from './messages.js';
+
+export const OVERLAY_ROUTES = ['100.64.0.0/10', 'fd7a:115c:a1e0::/48'];
+
+export class NetmapView {
+  version = 0;
+  self: SelfNode | null = null;
+  readonly peers = new Map<string, PeerNode>();
+
+  /** Applies a map response; returns whether anything changed. */
+  apply(r: MapResponse): boolean {
+    const before = JSON.stringify([this.self, [...this.peers.values()]]);
+    this.version = r.version;
+    this.self = r.self;
+    if (r.peers) {
+      this.peers.clear();
+      for (const p of r.peers) this.peers.set(p.publicKey, p);
+    }
+    for (const p of r.peersChanged ?? []) this.peers.set(p.publicKey, p);
+    for (const k of r.peersRemoved ?? []) this.peers.delete(k);
+    return before !== JSON.stringify([this.self, [...this.peers.values()]]);
+  }
+
+  toJSON(): MapResponse {
+    return { version: this.version, self: this.self!, peers: [...this.peers.values()] };
+  }
+}
+
+/** Allowed IPs are masked; interface addresses keep their host bits. */
+function prefixes(cidrs: readonly string[], mask: boolean): IpPrefix[] {
+  const out: IpPrefix[] = [];
+  for (const c of cidrs) {
+    const p = parseCidr(c, { mask });
+    if (p.ok) out.push(p.value);
+  }
+  return out;
+}
+
+/** The endpoint to try first: the first candidate that is not itself inside the overlay. */
+export function pickEndpoint(candidates: readonly string[]): { address: string; port: number } | null {
+  for (const c of candidates) {
+    const ep = parseIpEndpoint(c);
+    if (!ep.ok || ep.value.port === 0) continue;
+    const address = formatIp(ep.value);
+    if (address.startsWith('100.') && ep.value.bytes[1] >= 64 && ep.value.bytes[1] < 128) continue;
+    if (address.startsWith('fd7a:115c:a1e0:')) continue;
+    return { address, port: ep.value.port };
+  }
+  return null;
+}
+
+/**
+ * What the interface should be. `applied` holds each peer's candidates as
+ * last applied, and is updated: a peer keeps its endpoint until they change.
+ */
+export function meshConfig(view: NetmapView, applied: Map<string, string>, extraRoutes: readonly string[] = []): MeshConfig {
+  const peers: MeshPeer[] = [];
+  const seen = new Set<string>();
+  for (const p of view.peers.values()) {
+    let publicKey: Uint8Array;
+    try {
+      publicKey = decodeKeyBase64(p.publicKey);
+    } catch {
+      continue;
+    }
+    seen.add(p.publicKey);
+    const candidates = p.endpoints.join(',');
+    const peer: MeshPeer = { publicKey, allowedIps: prefixes(p.allowedIps, true), persistentKeepalive: 0 };
+    if (applied.get(p.publicKey) !== candidates) {
+      peer.endpoint = pickEndpoint(p.endpoints);
+      applied.set(p.publicKey, candidates);
+    }
+    peers.push(peer);
+  }
+  for (const k of [...applied.keys()]) if (!seen.has(k)) applied.delete(k);
+  const addresses = view.self ? prefixes(view.self.addresses, false) : [];
+  return { addresses, peers, routes: [...OVERLAY_ROUTES, ...extraRoutes] };
+}

@@ -1,0 +1,178 @@
+// The live side of the coordination server: who is online, the long polls
+// waiting for a change, and the periodic sweep (nodes going offline,
+// ephemeral nodes removed, key expiries taking effect). Every change goes
+// through `changed()`, which versions it and wakes the polls; views are
+// rebuilt at most once per burst of changes.
+import type { MapResponse } from '../control/messages.js';
+import { MAP_POLL_MS } from '../control/messages.js';
+import { Netmaps } from './netmap.js';
+import type { NodeRecord, Store } from './store.js';
+
+/** A node with no open poll for this long is offline. */
+export const OFFLINE_AFTER_MS = 15_000;
+export const SWEEP_MS = 1_000;
+
+interface Waiter {
+  nodeKey: string;
+  since: number;
+  resolve: (r: MapResponse | null) => void;
+}
+
+interface Presence {
+  polls: number;
+  lastSeen: number;
+  online: boolean;
+}
+
+export interface MeshOptions {
+  store: Store;
+  now: () => number;
+  /** Ephemeral nodes offline this long are deleted. */
+  ephemeralTimeoutMs: number;
+  onError: (err: Error) => void;
+  pollMs?: number;
+}
+
+export class Mesh {
+  readonly netmaps = new Netmaps();
+  private readonly presence = new Map<string, Presence>();
+  private readonly waiters = new Set<Waiter>();
+  private nodes: NodeRecord[] = [];
+  private rebuilding: Promise<void> | null = null;
+  private flushScheduled = false;
+  private sweeper: NodeJS.Timeout | null = null;
+  private lastSweep: number;
+  /** Counters for metrics and the benchmark. */
+  readonly stats = { pushes: 0, rebuilds: 0 };
+
+  constructor(private readonly o: MeshOptions) {
+    this.lastSweep = o.now();
+  }
+
+  start(): void {
+    this.sweeper = setInterval(() => void this.sweep().catch((e: Error) => this.o.onError(e)), SWEEP_MS);
+    this.sweeper.unref();
+  }
+
+  stop(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const w of this.waiters) w.resolve(null);
+    this.waiters.clear();
+  }
+
+  isOnline(nodeKey: string): boolean {
+    return this.presence.get(nodeKey)?.online ?? false;
+  }
+
+  /** Records a change (null: may touch every view) and answers the polls it concerns. */
+  changed(nodeKey: string | null): void {
+    this.netmaps.changed(nodeKey);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush().catch((e: Error) => this.o.onError(e));
+    });
+  }
+
+  private async fresh(): Promise<void> {
+    while (this.netmaps.stale) {
+      if (!this.rebuilding) {
+        this.rebuilding = (async () => {
+          const [nodes, users] = await Promise.all([this.o.store.listNodes(), this.o.store.listUsers()]);
+          const names = new Map(users.map((u) => [u.id, u.name]));
+          this.nodes = nodes;
+          this.netmaps.rebuild(nodes, (id) => (id === null ? null : (names.get(id) ?? null)), (k) => this.isOnline(k), this.o.now());
+          this.stats.rebuilds++;
+        })().finally(() => {
+          this.rebuilding = null;
+        });
+      }
+      await this.rebuilding;
+    }
+  }
+
+  private async flush(): Promise<void> {
+    await this.fresh();
+    const version = this.netmaps.version;
+    for (const w of [...this.waiters]) {
+      if (w.since >= version) continue;
+      this.waiters.delete(w);
+      w.resolve(this.netmaps.responseFor(w.nodeKey, w.since));
+      this.stats.pushes++;
+    }
+  }
+
+  /** The map for a node at `since`: at once if it is behind, else when something changes or the poll times out. */
+  async poll(nodeKey: string, since: number, wait: boolean, closed: Promise<void>): Promise<MapResponse | null> {
+    await this.fresh();
+    if (!wait || since < this.netmaps.version || since > this.netmaps.version) return this.netmaps.responseFor(nodeKey, since);
+    const p = this.presenceOf(nodeKey);
+    p.polls++;
+    if (!p.online) this.setOnline(nodeKey, p, true);
+    try {
+      const r = await new Promise<MapResponse | null | 'timeout'>((resolve) => {
+        const w: Waiter = { nodeKey, since, resolve };
+        this.waiters.add(w);
+        const t = setTimeout(() => {
+          this.waiters.delete(w);
+          resolve('timeout');
+        }, this.o.pollMs ?? MAP_POLL_MS);
+        void closed.then(() => {
+          clearTimeout(t);
+          this.waiters.delete(w);
+          resolve(null);
+        });
+      });
+      if (r !== 'timeout') return r;
+      await this.fresh();
+      return this.netmaps.responseFor(nodeKey, since);
+    } finally {
+      p.polls--;
+      p.lastSeen = this.o.now();
+    }
+  }
+
+  /** A request from the node: it is alive now. */
+  seen(nodeKey: string): void {
+    this.presenceOf(nodeKey).lastSeen = this.o.now();
+  }
+
+  forget(nodeKey: string): void {
+    this.presence.delete(nodeKey);
+  }
+
+  private presenceOf(nodeKey: string): Presence {
+    let p = this.presence.get(nodeKey);
+    if (!p) {
+      p = { polls: 0, lastSeen: this.o.now(), online: false };
+      this.presence.set(nodeKey, p);
+    }
+    return p;
+  }
+
+  private setOnline(nodeKey: string, p: Presence, online: boolean): void {
+    p.online = online;
+    this.changed(nodeKey);
+  }
+
+  /** Offline transitions, ephemeral clean-up, expiries that came due. */
+  async sweep(): Promise<void> {
+    const now = this.o.now();
+    await this.fresh();
+    for (const n of this.nodes) {
+      const p = this.presence.get(n.nodeKey);
+      if (p?.online && p.polls === 0 && now - p.lastSeen > OFFLINE_AFTER_MS) this.setOnline(n.nodeKey, p, false);
+      if (n.keyExpiry !== null && n.keyExpiry > this.lastSweep && n.keyExpiry <= now) this.changed(n.nodeKey);
+      if (n.ephemeral && !(p?.polls) ) {
+        const last = Math.max(p?.lastSeen ?? 0, n.lastSeen ?? 0, n.createdAt);
+        if (now - last > this.o.ephemeralTimeoutMs) {
+          await this.o.store.deleteNode(n.id, { at: now, actor: 'server', action: 'node.delete', target: `node:${n.id}`, detail: { name: n.name, reason: 'ephemeral node offline' } });
+          this.forget(n.nodeKey);
+          this.changed(n.nodeKey);
+        }
+      }
+    }
+    this.lastSweep = now;
+  }
+}

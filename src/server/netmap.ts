@@ -1,0 +1,137 @@
+// Netmaps: each node's own view of the mesh, and the versions that let the
+// server send a node only what changed since the map it holds. Pure: the
+// server feeds it the store's nodes, who is online, and the time.
+//
+// Every control-plane change is recorded as a new version naming the node
+// that changed (or null: everyone's view may have changed). A poll at
+// version v is answered with the peers changed since v when the change log
+// still reaches back to v, else with the full list. Views are computed once
+// per version and shared by every poll, so one change costs O(nodes) to
+// build and O(changes) per node to send.
+import type { MapResponse, PeerNode, SelfNode } from '../control/messages.js';
+import type { NodeRecord } from './store.js';
+
+/** How many versions of history deltas can be computed across. */
+export const CHANGE_LOG_LEN = 4096;
+
+/** Whether a node takes part in the mesh at `now`: approved and not expired. */
+export function isActive(n: NodeRecord, now: number): boolean {
+  return n.authorized && (n.keyExpiry === null || n.keyExpiry > now);
+}
+
+function addressesOf(n: NodeRecord): string[] {
+  return [`${n.ipv4}/32`, `${n.ipv6}/128`];
+}
+
+export function selfOf(n: NodeRecord, user: string | null): SelfNode {
+  return { id: n.id, name: n.name, addresses: addressesOf(n), user, tags: n.tags, keyExpiry: n.keyExpiry, authorized: n.authorized };
+}
+
+export function peerOf(n: NodeRecord, user: string | null, online: boolean): PeerNode {
+  const addresses = addressesOf(n);
+  return {
+    id: n.id,
+    name: n.name,
+    publicKey: n.nodeKey,
+    addresses,
+    allowedIps: addresses,
+    endpoints: n.endpoints,
+    online,
+    lastSeen: n.lastSeen,
+    user,
+    tags: n.tags,
+    keyExpiry: n.keyExpiry,
+  };
+}
+
+interface View {
+  version: number;
+  /** Active nodes' peer entries by public key. */
+  peers: Map<string, PeerNode>;
+  /** Every known node's self view (also inactive ones: a pending node learns it is pending). */
+  selves: Map<string, SelfNode>;
+  peerList: PeerNode[];
+}
+
+export class Netmaps {
+  private current: number;
+  private readonly log: Array<{ version: number; key: string | null }> = [];
+  private view: View | null = null;
+
+  /**
+   * Versions start at the start time in microseconds, so a restarted server
+   * never reuses a version a node may hold from its previous life.
+   */
+  constructor(startVersion = Date.now() * 1000) {
+    this.current = startVersion;
+  }
+
+  get version(): number {
+    return this.current;
+  }
+
+  /** Records a change; `nodeKey` null means it may touch every view. Returns the new version. */
+  changed(nodeKey: string | null): number {
+    this.current++;
+    this.log.push({ version: this.current, key: nodeKey });
+    if (this.log.length > CHANGE_LOG_LEN) this.log.splice(0, this.log.length - CHANGE_LOG_LEN);
+    return this.current;
+  }
+
+  /** True when the views must be rebuilt from the store before answering. */
+  get stale(): boolean {
+    return this.view?.version !== this.current;
+  }
+
+  rebuild(nodes: readonly NodeRecord[], userName: (id: number | null) => string | null, online: (nodeKey: string) => boolean, now: number): void {
+    const peers = new Map<string, PeerNode>();
+    const selves = new Map<string, SelfNode>();
+    for (const n of nodes) {
+      const user = userName(n.userId);
+      selves.set(n.nodeKey, selfOf(n, user));
+      if (isActive(n, now)) peers.set(n.nodeKey, peerOf(n, user, online(n.nodeKey)));
+    }
+    this.view = { version: this.current, peers, selves, peerList: [...peers.values()] };
+  }
+
+  /**
+   * The answer for `nodeKey` holding version `since`, or null when the
+   * node is unknown. Needs fresh views (rebuild first when `stale`).
+   */
+  responseFor(nodeKey: string, since: number): MapResponse | null {
+    const view = this.view;
+    if (!view) throw new Error('netmap views were never built');
+    const self = view.selves.get(nodeKey);
+    if (!self) return null;
+    const version = view.version;
+    const active = view.peers.has(nodeKey);
+    const changedKeys = active ? this.changesSince(since) : null;
+    // A change to the node itself (approved, re-authenticated) may change what it may see: send all.
+    if (changedKeys === null || changedKeys.has(nodeKey)) {
+      return { version, self, peers: active ? view.peerList.filter((p) => p.publicKey !== nodeKey) : [] };
+    }
+    const peersChanged: PeerNode[] = [];
+    const peersRemoved: string[] = [];
+    for (const key of changedKeys) {
+      const p = view.peers.get(key);
+      if (p) peersChanged.push(p);
+      else peersRemoved.push(key);
+    }
+    return { version, self, peersChanged, peersRemoved };
+  }
+
+  /** Keys changed after `since`, or null when a full map is needed. */
+  private changesSince(since: number): Set<string> | null {
+    if (since <= 0 || since > this.current) return null;
+    if (since === this.current) return new Set();
+    const first = this.log[0];
+    if (!first || first.version > since + 1) return null;
+    const keys = new Set<string>();
+    for (let i = this.log.length - 1; i >= 0 && this.log[i].version > since; i--) {
+      const k = this.log[i].key;
+      if (k === null) return null;
+      keys.add(k);
+    }
+    return keys;
+  }
+}
