@@ -4,7 +4,10 @@
 // cleanly, which removes the interface and everything on it.
 import { readFileSync } from 'node:fs';
 import { Engine } from '../daemon/engine.js';
-import { createLogger } from '../daemon/log.js';
+import { createLogger, type Logger } from '../daemon/log.js';
+import { DEFAULT_PORT, NodeAgent } from '../node/agent.js';
+import { DEFAULT_SOCKET, LocalApi } from '../node/localapi.js';
+import { DEFAULT_STATE_DIR } from '../node/state.js';
 import { parseWgQuickConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { UapiServer, uapiSocketPath, UAPI_DIR } from '../uapi/server.js';
 import { CliError } from './errors.js';
@@ -14,6 +17,8 @@ import { nativeAvailable } from '../io/tun.js';
 
 export interface DaemonArgs {
   tun: string;
+  stateDir?: string;
+  socket?: string;
   config?: string;
   port?: number;
   logLevel: string;
@@ -42,6 +47,7 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
   if (args.aead === 'native' && !nativeAvailable()) throw new CliError('ENATIVE', '--aead native needs the native addon (npm run build:native)');
   useTransportCipher(selectTransportCipher(args.aead ?? 'auto'));
   log.info({ aead: transportCipherName() }, 'transport cipher');
+  if (!cfg) return runAgent(args, log);
   const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log });
   let uapi: UapiServer | null = null;
   try {
@@ -55,19 +61,44 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
     throw err;
   }
   log.info({ interface: engine.tunName, listenPort: engine.listenPort, peers: engine.device.peers.size, uapi: uapi.path }, 'meshd daemon running');
+  onShutdown(log, async () => {
+    await uapi?.close().catch(() => {});
+    await engine.close();
+  });
+}
 
+/** Without --config: the node agent, driven by `meshd up` over the local socket. */
+async function runAgent(args: DaemonArgs, log: Logger): Promise<void> {
+  let agent: NodeAgent;
+  try {
+    agent = new NodeAgent({ stateDir: args.stateDir ?? DEFAULT_STATE_DIR, tunName: args.tun, port: args.port ?? DEFAULT_PORT, log, uapiDir: args.uapiDir });
+  } catch (err) {
+    throw new CliError('ESTATE', (err as Error).message);
+  }
+  const api = await LocalApi.listen(args.socket ?? DEFAULT_SOCKET, agent).catch((err: Error) => {
+    throw new CliError('ESOCKET', `cannot serve ${args.socket ?? DEFAULT_SOCKET}: ${err.message}`);
+  });
+  log.info({ socket: api.path, stateDir: args.stateDir ?? DEFAULT_STATE_DIR, publicKey: agent.publicKey }, 'meshd daemon waiting for commands');
+  onShutdown(log, async () => {
+    await api.close().catch(() => {});
+    await agent.close();
+  });
+  await agent.resume().catch((err: Error) => log.error({ err: err.message }, 'could not resume the previous session; run meshd up'));
+}
+
+/** SIGTERM/SIGINT: run `stop`, exit 0; exit 1 if it takes past the deadline. */
+function onShutdown(log: Logger, stop: () => Promise<void>): void {
   let stopping = false;
-  const stop = async (signal: string) => {
+  const handler = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), SHUTDOWN_DEADLINE_MS);
     force.unref();
-    await uapi?.close().catch(() => {});
-    await engine.close();
+    await stop();
     clearTimeout(force);
     process.exit(0);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void handler('SIGTERM'));
+  process.on('SIGINT', () => void handler('SIGINT'));
 }

@@ -5,6 +5,50 @@ import { hideBin } from 'yargs/helpers';
 import { CliError } from './errors.js';
 import { genkey, genpsk, pubkey, readStdin } from './keys.js';
 import { runDaemon } from './daemon.js';
+import { down, ip, logout, status, up } from './node.js';
+import { auditList, DEFAULT_ADMIN_URL, DEFAULT_SERVER_STATE_DIR, defaultTokenFile, keysCreate, keysList, keysRevoke, nodesAction, nodesList, runServer, type AdminTarget } from './admin.js';
+import { DEFAULT_SOCKET } from '../node/localapi.js';
+import type { Argv } from 'yargs';
+
+const socketOpt = { type: 'string', default: DEFAULT_SOCKET, describe: 'the daemon\'s control socket' } as const;
+
+function adminCommands(y: Argv) {
+  const target = (a: { server: string; 'token-file'?: string; json: boolean }): AdminTarget => ({ server: a.server, tokenFile: a['token-file'] ?? defaultTokenFile(), json: a.json });
+  return y
+    .option('server', { type: 'string', default: DEFAULT_ADMIN_URL, describe: 'coordination server URL' })
+    .option('token-file', { type: 'string', describe: `admin token file (default ${defaultTokenFile()}; or MESHD_ADMIN_TOKEN)` })
+    .option('json', { type: 'boolean', default: false })
+    .command('keys <action> [ref]', 'Auth keys: create | list | revoke ID', (k) =>
+      k
+        .positional('action', { choices: ['create', 'list', 'revoke'] as const, demandOption: true })
+        .positional('ref', { type: 'string' })
+        .option('user', { type: 'string' })
+        .option('tags', { type: 'string', describe: 'tag:a,tag:b (tagged nodes)' })
+        .option('reusable', { type: 'boolean', default: false })
+        .option('ephemeral', { type: 'boolean', default: false })
+        .option('preauthorized', { type: 'boolean', default: false })
+        .option('expiry', { type: 'string', default: '90d' }),
+      async (a) => {
+        const t = target(a);
+        if (a.action === 'create') return keysCreate(t, { user: a.user, tags: a.tags, reusable: a.reusable, ephemeral: a.ephemeral, preauthorized: a.preauthorized, expiry: a.expiry });
+        if (a.action === 'list') return keysList(t);
+        if (!a.ref) throw new CliError('EUSAGE', 'meshd admin keys revoke ID|PREFIX', 2);
+        return keysRevoke(t, a.ref);
+      },
+    )
+    .command('nodes <action> [ref] [name]', 'Nodes: list | expire N | delete N | rename N NAME | approve N', (k) =>
+      k.positional('action', { choices: ['list', 'expire', 'delete', 'rename', 'approve'] as const, demandOption: true }).positional('ref', { type: 'string' }).positional('name', { type: 'string' }),
+      async (a) => {
+        const t = target(a);
+        if (a.action === 'list') return nodesList(t);
+        if (!a.ref) throw new CliError('EUSAGE', `meshd admin nodes ${a.action} ID|NAME|IP${a.action === 'rename' ? ' NEWNAME' : ''}`, 2);
+        if (a.action === 'rename' && !a.name) throw new CliError('EUSAGE', 'meshd admin nodes rename ID|NAME|IP NEWNAME', 2);
+        return nodesAction(t, a.action, a.ref, a.name);
+      },
+    )
+    .command('audit', 'The audit log of control-plane changes', (k) => k.option('limit', { type: 'number', default: 50 }), (a) => auditList(target(a), a.limit))
+    .demandCommand(1, 'meshd admin: keys | nodes | audit');
+}
 
 function fail(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
@@ -31,15 +75,64 @@ export async function main(argv: string[]): Promise<void> {
       (y) =>
         y
           .option('tun', { type: 'string', default: 'meshd0', describe: 'TUN interface name' })
+          .option('state-dir', { type: 'string', describe: 'node state (default /var/lib/meshd); without --config' })
+          .option('socket', socketOpt)
           .option('config', { type: 'string', describe: 'wg-quick style config file' })
           .option('port', { type: 'number', describe: 'UDP listen port (default: ListenPort from the config, else random)' })
           .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
           .option('aead', { type: 'string', default: 'auto', choices: ['auto', 'native', 'node'], describe: 'transport cipher: the addon (native), node:crypto, or native when built (auto)' }),
       async (a) => {
         if (a.port !== undefined && (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535)) throw new CliError('EUSAGE', `--port must be 0..65535, got ${a.port}`, 2);
-        await runDaemon({ tun: a.tun, config: a.config, port: a.port, logLevel: a['log-level'], aead: a.aead as 'auto' | 'native' | 'node' });
+        await runDaemon({ tun: a.tun, stateDir: a['state-dir'], socket: a.socket, config: a.config, port: a.port, logLevel: a['log-level'], aead: a.aead as 'auto' | 'native' | 'node' });
       },
     )
+    .command(
+      'up',
+      'Log in to a coordination server and bring the mesh interface up (settings persist)',
+      (y) =>
+        y
+          .option('login-server', { type: 'string', describe: 'coordination server URL; ?key=SERVERKEY pins its key' })
+          .option('authkey', { type: 'string', describe: 'auth key, or file:PATH' })
+          .option('hostname', { type: 'string' })
+          .option('timeout', { type: 'number', default: 120, describe: 'seconds to wait for an admin\'s approval' })
+          .option('socket', socketOpt),
+      (a) => up({ socket: a.socket, loginServer: a['login-server'], authKey: a.authkey, hostname: a.hostname, timeoutS: a.timeout }),
+    )
+    .command('down', 'Disconnect from the mesh (stays logged in)', (y) => y.option('socket', socketOpt), (a) => down(a.socket))
+    .command('logout', 'Remove this node from the mesh and forget its key', (y) => y.option('socket', socketOpt), (a) => logout(a.socket))
+    .command('status', 'This node and its peers', (y) => y.option('json', { type: 'boolean', default: false }).option('socket', socketOpt), (a) => status(a.socket, a.json))
+    .command(
+      'ip [peer]',
+      'This node\'s (or a peer\'s) overlay addresses',
+      (y) => y.positional('peer', { type: 'string' }).option('4', { type: 'boolean', default: false }).option('6', { type: 'boolean', default: false }).option('socket', socketOpt),
+      (a) => ip(a.socket, a['4'] ? 4 : a['6'] ? 6 : null, a.peer),
+    )
+    .command(
+      'server',
+      'Run the coordination server',
+      (y) =>
+        y
+          .option('listen', { type: 'string', default: ':8080', describe: 'host:port, :port or [v6]:port' })
+          .option('state-dir', { type: 'string', default: DEFAULT_SERVER_STATE_DIR })
+          .option('db', { type: 'string', describe: 'sqlite:PATH (default: meshd.db in the state dir)' })
+          .option('tls-cert', { type: 'string' })
+          .option('tls-key', { type: 'string' })
+          .option('ephemeral-timeout', { type: 'string', describe: 'remove ephemeral nodes offline this long (default 2m)' })
+          .option('node-key-expiry', { type: 'string', describe: 'node key lifetime (default 180d; 0 for never)' })
+          .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error'] }),
+      (a) =>
+        runServer({
+          listen: a.listen,
+          stateDir: a['state-dir'],
+          db: a.db,
+          logLevel: a['log-level'],
+          tlsCert: a['tls-cert'],
+          tlsKey: a['tls-key'],
+          ephemeralTimeout: a['ephemeral-timeout'],
+          nodeKeyExpiry: a['node-key-expiry'],
+        }),
+    )
+    .command('admin', 'Administer a coordination server', adminCommands)
     .demandCommand(1, 'meshd: a command is required (see meshd --help)')
     .strict()
     .fail((msg, err) => fail(err ?? new CliError('EUSAGE', msg, 2)))

@@ -233,12 +233,18 @@ export class Engine {
 
   /** The UAPI get view of the device. */
   snapshot(): DeviceSnapshot {
-    const dev = this.device;
     return {
-      privateKey: dev.identity?.privateKey.exportBytes(),
+      privateKey: this.device.identity?.privateKey.exportBytes(),
       listenPort: this.listenPort,
       fwmark: this.udp?.fwmark ?? 0,
-      peers: [...dev.peers.values()].map((p) => {
+      peers: this.peerSnapshots(),
+    };
+  }
+
+  /** The peers' part of the snapshot, without the private key. */
+  peerSnapshots(): DeviceSnapshot['peers'] {
+    const dev = this.device;
+    return [...dev.peers.values()].map((p) => {
         const psk = p.handshake.presharedKey;
         return {
           publicKey: p.publicKey,
@@ -252,8 +258,7 @@ export class Engine {
           allowedIps: dev.allowedIps.entriesForPeer(p).map(({ addr, cidr }) => formatAllowedIp(addr, cidr)),
           protocolVersion: 1 as const,
         };
-      }),
-    };
+      });
   }
 
   get interfaceAddresses(): IpPrefix[] {

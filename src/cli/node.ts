@@ -1,0 +1,108 @@
+// meshd up | down | logout | status | ip: clients of the daemon's local socket.
+import { readFileSync } from 'node:fs';
+import { localRequest } from '../node/localapi.js';
+import type { NodeAgent } from '../node/agent.js';
+import { CliError } from './errors.js';
+
+type Snapshot = ReturnType<NodeAgent['snapshot']>;
+
+export interface UpArgs {
+  socket: string;
+  loginServer?: string;
+  authKey?: string;
+  hostname?: string;
+  timeoutS: number;
+}
+
+/** KEY, or file:PATH (read here, so the key never sits in a process listing or shell history). */
+export function readAuthKey(spec: string | undefined): string | undefined {
+  if (spec === undefined) return undefined;
+  if (!spec.startsWith('file:')) return spec.trim();
+  const path = spec.slice('file:'.length);
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new CliError('EAUTHKEY', `cannot read the auth key from ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+async function call<T>(socket: string, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+  try {
+    return await localRequest<T>(socket, method, path, body, timeoutMs);
+  } catch (err) {
+    throw new CliError((err as { code?: string }).code ?? 'EDAEMON', (err as Error).message);
+  }
+}
+
+export async function up(a: UpArgs): Promise<void> {
+  const r = await call<{ status: string; name: string | null; addresses: string[] }>(
+    a.socket,
+    'POST',
+    '/up',
+    { loginServer: a.loginServer, authKey: readAuthKey(a.authKey), hostname: a.hostname, timeoutMs: a.timeoutS * 1000 },
+    a.timeoutS * 1000 + 60_000,
+  );
+  if (r.status === 'pending-approval') {
+    throw new CliError('EPENDING', `registered as ${r.name}, waiting for approval: an admin must run "meshd admin nodes approve ${r.name}"; the daemon connects once approved`);
+  }
+  process.stdout.write(`connected as ${r.name}: ${r.addresses.map((c) => c.split('/')[0]).join(' ')}\n`);
+}
+
+export async function down(socket: string): Promise<void> {
+  await call(socket, 'POST', '/down');
+}
+
+export async function logout(socket: string): Promise<void> {
+  await call(socket, 'POST', '/logout');
+  process.stdout.write('logged out: this node was removed from the mesh and its key deleted\n');
+}
+
+function ago(ms: number | null): string {
+  if (!ms) return '-';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+}
+
+function bytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
+export async function status(socket: string, json: boolean): Promise<void> {
+  const s = await call<Snapshot>(socket, 'GET', '/status');
+  if (json) {
+    process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    return;
+  }
+  if (!s.self) {
+    process.stdout.write(`state: ${s.state}${s.lastError ? ` (${s.lastError})` : ''}\n`);
+    if (s.state === 'stopped') process.stdout.write('not connected: run meshd up\n');
+    return;
+  }
+  const rows: string[][] = [[s.self.addresses[0]?.split('/')[0] ?? '-', s.self.name, s.self.user ?? s.self.tags.join(','), '-', 'self', '-', '-', s.state]];
+  for (const p of s.peers) {
+    rows.push([p.addresses[0]?.split('/')[0] ?? '-', p.name, p.user ?? p.tags.join(','), p.endpoint ?? '-', ago(p.lastHandshake), `${bytes(p.rxBytes)}/${bytes(p.txBytes)}`, p.online ? 'online' : `offline, seen ${ago(p.lastSeen)}`, '']);
+  }
+  const head = ['IP', 'NAME', 'OWNER', 'ENDPOINT', 'HANDSHAKE', 'RX/TX', 'STATUS', ''];
+  const all = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  for (const r of all) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()}\n`);
+  if (s.lastError) process.stdout.write(`# control server: ${s.lastError}\n`);
+}
+
+export async function ip(socket: string, family: 4 | 6 | null, peer: string | undefined): Promise<void> {
+  const s = await call<Snapshot>(socket, 'GET', '/status');
+  let addrs: string[];
+  if (peer === undefined) {
+    if (!s.self) throw new CliError('ENOTUP', 'not connected: run meshd up');
+    addrs = s.self.addresses;
+  } else {
+    const p = s.peers.find((x) => x.name === peer || x.publicKey === peer || x.addresses.some((a) => a.split('/')[0] === peer));
+    if (!p) throw new CliError('ENOPEER', `no peer "${peer}" in this node's netmap`);
+    addrs = p.addresses;
+  }
+  for (const a of addrs.map((c) => c.split('/')[0])) {
+    if (family === 4 && a.includes(':')) continue;
+    if (family === 6 && !a.includes(':')) continue;
+    process.stdout.write(`${a}\n`);
+  }
+}

@@ -1,0 +1,295 @@
+// The node agent: what `meshd daemon` runs without --config. It logs in to
+// a coordination server (`up`), keeps the interface in step with the
+// netmap the server streams, survives the server going away (tunnels stay,
+// the poll retries with backoff), and comes back after a restart with the
+// same key and address from its state directory.
+import { hostname as osHostname, networkInterfaces } from 'node:os';
+import { ControlClient, ControlError, fetchServerKey, parseLoginUrl } from '../control/client.js';
+import { MAP_POLL_MS, type MapResponse } from '../control/messages.js';
+import { meshConfig, NetmapView } from '../control/netmap.js';
+import { decodeKeyBase64, encodeKeyBase64 } from '../config/keys.js';
+import { X25519PrivateKey } from '../crypto/x25519.js';
+import { Engine } from '../daemon/engine.js';
+import type { Logger } from '../daemon/log.js';
+import { formatIpEndpoint, parseIp } from '../net/ipaddr.js';
+import { UapiServer, uapiSocketPath, UAPI_DIR } from '../uapi/server.js';
+import { NodeState, type Prefs } from './state.js';
+
+export const DEFAULT_PORT = 41641;
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
+export type AgentState = 'stopped' | 'needs-login' | 'pending-approval' | 'running';
+
+export interface AgentOptions {
+  stateDir: string;
+  tunName: string;
+  port: number;
+  log: Logger;
+  uapiDir?: string;
+}
+
+export interface UpRequest {
+  loginServer?: string;
+  authKey?: string;
+  hostname?: string;
+  /** How long `up` waits for an admin's approval before it returns. */
+  timeoutMs?: number;
+}
+
+export class AgentError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+    this.name = 'AgentError';
+  }
+}
+
+export class NodeAgent {
+  private readonly state: NodeState;
+  private readonly key: X25519PrivateKey;
+  private prefs: Prefs;
+  private client: ControlClient | null = null;
+  private engine: Engine | null = null;
+  private uapi: UapiServer | null = null;
+  private view = new NetmapView();
+  private readonly appliedEndpoints = new Map<string, string>();
+  private polling = false;
+  private pollAbort = 0;
+  private waiters = new Set<() => void>();
+  status: AgentState = 'stopped';
+  lastError: string | null = null;
+  lastContact = 0;
+
+  constructor(private readonly o: AgentOptions) {
+    this.state = new NodeState(o.stateDir);
+    this.key = X25519PrivateKey.fromBytes(this.state.nodeKey());
+    this.prefs = this.state.prefs();
+  }
+
+  get publicKey(): string {
+    return encodeKeyBase64(this.key.publicKey);
+  }
+
+  /** At daemon start: come back up if the node was up when it stopped. */
+  async resume(): Promise<void> {
+    if (!this.prefs.wantRunning || !this.prefs.registered || !this.prefs.loginServer || !this.prefs.serverKey) return;
+    await this.startEngine();
+    const cached = this.state.netmap();
+    if (cached) await this.applyMap(cached, false);
+    this.connect(this.prefs.loginServer, decodeKeyBase64(this.prefs.serverKey), 0);
+    this.status = cached ? 'running' : 'needs-login';
+    this.startPolling();
+  }
+
+  async up(req: UpRequest): Promise<{ status: AgentState; name: string | null; addresses: string[] }> {
+    const loginText = req.loginServer ?? this.prefs.loginServer;
+    if (!loginText) throw new AgentError('ENOLOGIN', 'no login server yet: meshd up --login-server URL --authkey KEY');
+    const { url, serverKey: urlPin } = parseLoginUrl(loginText);
+    const sameServer = this.prefs.loginServer !== null && parseLoginUrl(this.prefs.loginServer).url === url;
+    const stored = sameServer && this.prefs.serverKey ? decodeKeyBase64(this.prefs.serverKey) : null;
+    if (!req.authKey && !(sameServer && this.prefs.registered)) {
+      throw new AgentError('ENEEDKEY', `this node is not registered with ${url}: give --authkey KEY or --authkey file:PATH`);
+    }
+    const seen = await fetchServerKey(url).catch((err: ControlError) => {
+      throw new AgentError(err.code, err.message, 502);
+    });
+    const pin = urlPin ?? stored ?? seen.serverKey;
+    if (!Buffer.from(pin).equals(Buffer.from(seen.serverKey))) {
+      throw new AgentError(
+        'ESERVERKEY',
+        `${url} presents server key ${encodeKeyBase64(seen.serverKey)} but ${urlPin ? 'the login URL pins' : 'this node pinned'} ${encodeKeyBase64(pin)}; ` +
+          `refusing (if the server was rebuilt on purpose: meshd logout, then meshd up again)`,
+        502,
+      );
+    }
+    this.stopPolling();
+    const client = this.connect(url, pin, seen.offsetMs);
+    const hostname = req.hostname ?? this.prefs.hostname ?? osHostname();
+    const wasUp = this.engine !== null;
+    await this.startEngine(); // first, so the endpoints we report carry the real port
+    const endpoints = await this.endpointsForServer();
+    const reg = await client.register({ authKey: req.authKey, hostname, endpoints }).catch(async (err: ControlError) => {
+      if (!wasUp) await this.stopEngine();
+      throw new AgentError(err.code, err.message, err.status || 502);
+    });
+    this.prefs = { loginServer: loginText, serverKey: encodeKeyBase64(pin), hostname, wantRunning: true, registered: true };
+    this.state.savePrefs(this.prefs);
+    this.o.log.info({ name: reg.node.name, addresses: reg.node.addresses, server: url }, 'registered');
+    const first = await client.map({ since: 0, endpoints, wait: false }, 0);
+    await this.applyMap(first, true);
+    this.lastContact = Date.now();
+    this.startPolling();
+    if (this.status === 'pending-approval' && req.timeoutMs) await this.waitForChange(req.timeoutMs, () => this.status !== 'pending-approval');
+    return { status: this.status, name: this.view.self?.name ?? null, addresses: this.view.self?.addresses ?? [] };
+  }
+
+  async down(): Promise<void> {
+    this.stopPolling();
+    this.prefs = { ...this.prefs, wantRunning: false };
+    this.state.savePrefs(this.prefs);
+    await this.stopEngine();
+    this.status = 'stopped';
+  }
+
+  /** Tells the server to remove this node, then forgets the node's identity. */
+  async logout(): Promise<void> {
+    const client = this.client;
+    this.stopPolling();
+    if (client && this.prefs.registered) {
+      await client.logout().catch((err: ControlError) => {
+        if (err.status !== 401) throw new AgentError(err.code, `could not log out at the server (${err.message}); nothing was changed`, 502);
+      });
+    }
+    await this.stopEngine();
+    this.state.forget();
+    this.prefs = this.state.prefs();
+    this.status = 'stopped';
+    this.view = new NetmapView();
+  }
+
+  async close(): Promise<void> {
+    this.stopPolling();
+    await this.stopEngine();
+  }
+
+  snapshot() {
+    const live = new Map((this.engine?.peerSnapshots() ?? []).map((p) => [encodeKeyBase64(p.publicKey), p]));
+    return {
+      state: this.status,
+      loginServer: this.prefs.loginServer ? parseLoginUrl(this.prefs.loginServer).url : null,
+      publicKey: this.publicKey,
+      interface: this.engine?.tunName ?? null,
+      listenPort: this.engine?.listenPort ?? null,
+      lastError: this.lastError,
+      lastContact: this.lastContact || null,
+      self: this.view.self,
+      netmapVersion: this.view.version,
+      peers: [...this.view.peers.values()].map((p) => {
+        const l = live.get(p.publicKey);
+        return {
+          ...p,
+          endpoint: l?.endpoint ? formatIpEndpoint({ ...parseIp(l.endpoint.address)!, port: l.endpoint.port }) : null,
+          lastHandshake: l && l.lastHandshakeTimeSec ? l.lastHandshakeTimeSec * 1000 : null,
+          rxBytes: Number(l?.rxBytes ?? 0),
+          txBytes: Number(l?.txBytes ?? 0),
+        };
+      }),
+    };
+  }
+
+  // -------------------------------------------------------------------------
+
+  private connect(url: string, serverKey: Uint8Array, offsetMs: number): ControlClient {
+    this.client = new ControlClient({ url, serverKey, nodeKey: this.key, offsetMs });
+    return this.client;
+  }
+
+  private async startEngine(): Promise<void> {
+    if (this.engine) return;
+    const engine = await Engine.start({ tunName: this.o.tunName, listenPort: this.o.port, log: this.o.log });
+    try {
+      engine.device.setPrivateKey(this.key.exportBytes());
+      this.uapi = await UapiServer.listen(uapiSocketPath(engine.tunName, this.o.uapiDir ?? UAPI_DIR), engine, (err) => this.o.log.error({ err: err.message }, 'UAPI request failed'));
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+    this.engine = engine;
+    this.appliedEndpoints.clear();
+    this.o.log.info({ interface: engine.tunName, listenPort: engine.listenPort }, 'interface up');
+  }
+
+  private async stopEngine(): Promise<void> {
+    await this.uapi?.close().catch(() => {});
+    this.uapi = null;
+    await this.engine?.close();
+    this.engine = null;
+  }
+
+  private async applyMap(m: MapResponse, persist: boolean): Promise<void> {
+    this.view.apply(m);
+    this.status = this.view.self?.authorized === false ? 'pending-approval' : 'running';
+    if (this.engine) await this.engine.applyMesh(meshConfig(this.view, this.appliedEndpoints));
+    if (persist) this.state.saveNetmap(this.view.toJSON());
+    for (const w of this.waiters) w();
+  }
+
+  private waitForChange(ms: number, done: () => boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!done()) return;
+        finish();
+      };
+      const finish = () => {
+        clearTimeout(t);
+        this.waiters.delete(check);
+        resolve();
+      };
+      const t = setTimeout(finish, ms);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  private startPolling(): void {
+    if (this.polling) return;
+    this.polling = true;
+    const generation = ++this.pollAbort;
+    void this.pollLoop(generation);
+  }
+
+  private stopPolling(): void {
+    this.polling = false;
+    this.pollAbort++;
+  }
+
+  private async pollLoop(generation: number): Promise<void> {
+    let backoff = BACKOFF_MIN_MS;
+    while (this.pollAbort === generation && this.client) {
+      try {
+        const m = await this.client.map({ since: this.view.version, endpoints: await this.endpointsForServer(), wait: true }, MAP_POLL_MS);
+        if (this.pollAbort !== generation) return;
+        this.lastContact = Date.now();
+        this.lastError = null;
+        await this.applyMap(m, true);
+        backoff = BACKOFF_MIN_MS;
+      } catch (err) {
+        if (this.pollAbort !== generation) return;
+        const e = err as ControlError;
+        this.lastError = e.message;
+        if (e instanceof ControlError && e.permanent) {
+          // Deleted or expired: the mesh has dropped us; so do our tunnels.
+          this.o.log.warn({ code: e.code, err: e.message }, 'control server refused this node');
+          this.status = 'needs-login';
+          this.view = new NetmapView();
+          if (this.engine) await this.engine.applyMesh({ addresses: [], peers: [], routes: [] }).catch(() => {});
+          this.polling = false;
+          return;
+        }
+        this.o.log.warn({ code: e.code, err: e.message, retryMs: backoff }, 'control poll failed; tunnels stay up, retrying');
+        await new Promise((r) => setTimeout(r, backoff * (0.75 + Math.random() * 0.5)));
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+
+  /** Addresses peers may reach us at: every non-loopback interface address but the overlay's, at our port. */
+  private async endpointsForServer(): Promise<string[]> {
+    const port = this.engine?.listenPort || this.o.port;
+    const out: string[] = [];
+    for (const [name, addrs] of Object.entries(networkInterfaces())) {
+      if (name === this.o.tunName) continue;
+      for (const a of addrs ?? []) {
+        if (a.internal || a.address.startsWith('fe80:')) continue;
+        const ip = parseIp(a.address);
+        if (!ip) continue;
+        out.push(formatIpEndpoint({ ...ip, port }));
+      }
+    }
+    return out.slice(0, 16);
+  }
+}
