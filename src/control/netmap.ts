@@ -61,7 +61,7 @@ export function pickEndpoint(candidates: readonly string[]): { address: string; 
  * What the interface should be. `applied` holds each peer's candidates as
  * last applied, and is updated: a peer keeps its endpoint until they change.
  */
-export function meshConfig(view: NetmapView, applied: Map<string, string>, extraRoutes: readonly string[] = []): MeshConfig {
+export function meshConfig(view: NetmapView, applied: Map<string, string>, opts: { greetOnline?: boolean; extraRoutes?: readonly string[] } = {}): MeshConfig {
   const peers: MeshPeer[] = [];
   const seen = new Set<string>();
   for (const p of view.peers.values()) {
@@ -73,7 +73,7 @@ export function meshConfig(view: NetmapView, applied: Map<string, string>, extra
     }
     seen.add(p.publicKey);
     const candidates = p.endpoints.join(',');
-    const peer: MeshPeer = { publicKey, allowedIps: prefixes(p.allowedIps, true), persistentKeepalive: 0 };
+    const peer: MeshPeer = { publicKey, allowedIps: prefixes(p.allowedIps, true), persistentKeepalive: 0, greet: opts.greetOnline === true && p.online };
     if (applied.get(p.publicKey) !== candidates) {
       peer.endpoint = pickEndpoint(p.endpoints);
       applied.set(p.publicKey, candidates);
@@ -82,5 +82,5 @@ export function meshConfig(view: NetmapView, applied: Map<string, string>, extra
   }
   for (const k of [...applied.keys()]) if (!seen.has(k)) applied.delete(k);
   const addresses = view.self ? prefixes(view.self.addresses, false) : [];
-  return { addresses, peers, routes: [...OVERLAY_ROUTES, ...extraRoutes] };
+  return { addresses, peers, routes: [...OVERLAY_ROUTES, ...(opts.extraRoutes ?? [])] };
 }

@@ -29,6 +29,12 @@ export interface MeshPeer {
   allowedIps: IpPrefix[];
   endpoint?: Endpoint | null;
   persistentKeepalive: number;
+  /**
+   * Start a handshake at once if the peer is new to this device. A peer that
+   * still holds a session with our previous incarnation (we restarted) would
+   * otherwise send into the void until its rekey timeout (~15 s) fires.
+   */
+  greet?: boolean;
 }
 
 /** The whole interface as a netmap wants it (control/netmap.ts computes it). */
@@ -174,8 +180,11 @@ export class Engine {
     const dev = this.device;
     const want = new Map(cfg.peers.map((p) => [Buffer.from(p.publicKey).toString('base64'), p]));
     for (const [id, peer] of [...dev.peers]) if (!want.has(id)) dev.removePeer(peer.publicKey);
+    const greet = [];
     for (const p of want.values()) {
-      const peer = dev.peer(p.publicKey) ?? dev.upsertPeer({ publicKey: p.publicKey });
+      const known = dev.peer(p.publicKey);
+      const peer = known ?? dev.upsertPeer({ publicKey: p.publicKey });
+      if (!known && p.greet) greet.push(peer);
       const have = dev.allowedIps.entriesForPeer(peer).map(({ addr, cidr }) => formatAllowedIp(addr, cidr)).sort();
       const next = p.allowedIps.map((a) => formatAllowedIp(a.bytes, a.bits)).sort();
       if (have.length !== next.length || have.some((x, i) => x !== next[i])) {
@@ -197,6 +206,7 @@ export class Engine {
     }
     this.fixedRoutes = cfg.routes;
     await this.syncRoutes();
+    for (const peer of greet) if (peer.endpoint) dev.sendKeepalive(peer);
   }
 
   /** A UAPI set: applied whole, in the order wireguard-go applies lines. */

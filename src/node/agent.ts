@@ -58,6 +58,7 @@ export class NodeAgent {
   private view = new NetmapView();
   private readonly appliedEndpoints = new Map<string, string>();
   private polling = false;
+  private freshEngine = false;
   private pollAbort = 0;
   private waiters = new Set<() => void>();
   status: AgentState = 'stopped';
@@ -199,6 +200,7 @@ export class NodeAgent {
       throw err;
     }
     this.engine = engine;
+    this.freshEngine = true;
     this.appliedEndpoints.clear();
     this.o.log.info({ interface: engine.tunName, listenPort: engine.listenPort }, 'interface up');
   }
@@ -213,7 +215,11 @@ export class NodeAgent {
   private async applyMap(m: MapResponse, persist: boolean): Promise<void> {
     this.view.apply(m);
     this.status = this.view.self?.authorized === false ? 'pending-approval' : 'running';
-    if (this.engine) await this.engine.applyMesh(meshConfig(this.view, this.appliedEndpoints));
+    if (this.engine) {
+      // A fresh interface greets the peers that are online (see MeshPeer.greet).
+      await this.engine.applyMesh(meshConfig(this.view, this.appliedEndpoints, { greetOnline: this.freshEngine }));
+      this.freshEngine = false;
+    }
     if (persist) this.state.saveNetmap(this.view.toJSON());
     for (const w of this.waiters) w();
   }
