@@ -2,10 +2,14 @@
 // namespaces: `meshd server` on host 1, node agents (`meshd daemon` without
 // --config) on the others, driven by the real CLI. Each test builds its own
 // lab and removes it afterwards, also on failure.
-import { statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { X25519PrivateKey } from '../../src/crypto/x25519.js';
+import { decodeKeyBase64, encodeKeyBase64 } from '../../src/config/keys.js';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Lab, sleep, waitFor, type Host } from '../support/netns.js';
+import { Lab, run, sleep, waitFor, type Host } from '../support/netns.js';
+
+const serverPublicKey = (priv: string) => encodeKeyBase64(X25519PrivateKey.fromBytes(decodeKeyBase64(priv)).publicKey);
 import { startNode, startServer, type MeshNode, type MeshServer } from '../support/mesh.js';
 
 let lab: Lab;
@@ -79,6 +83,12 @@ describe.skipIf(process.getuid?.() !== 0)('joining a mesh through meshd server (
     expect(statSync(n1.socket).mode & 0o777).toBe(0o600);
     expect(statSync(join(m.server.stateDir, 'admin.token')).mode & 0o777).toBe(0o600);
 
+    // Sessions that a netmap change does not touch survive it: node1's handshake with node2 stays the same one.
+    const handshakes = async () => (await run(n1.host.ns, 'wg', ['show', n1.tun, 'latest-handshakes'])).stdout;
+    const n2key = (await m.nodes[1].status()).publicKey;
+    const before = (await handshakes()).split('\n').find((l) => l.startsWith(n2key));
+    expect(before).toMatch(/\t[1-9]\d*$/);
+
     const fourth = await startNode(lab, m.hosts[4], 'n4');
     const out = await fourth.up('--login-server', m.server.url, '--authkey', m.key, '--hostname', 'node4');
     const joined = Date.now();
@@ -87,6 +97,8 @@ describe.skipIf(process.getuid?.() !== 0)('joining a mesh through meshd server (
     await Promise.all(m.nodes.map((n) => waitFor(`${n.label} to reach node4`, () => n.reaches('100.64.0.4'), 2_000, 50)));
     expect(Date.now() - joined).toBeLessThan(2_000 + 1_000 /* the last ping's own wait */);
     await expectAllReachEachOther([...m.nodes, fourth]);
+
+    expect((await handshakes()).split('\n').find((l) => l.startsWith(n2key))).toBe(before);
 
     const st = await n1.status();
     expect(st.state).toBe('running');
@@ -182,6 +194,16 @@ describe.skipIf(process.getuid?.() !== 0)('joining a mesh through meshd server (
     await waitFor('node1 to reach node2 after up', () => a.reaches('100.64.0.2'), 8_000, 100);
     const nodes = await m.server.adminJson<{ nodes: AdminNode[] }>('nodes', 'list');
     expect(nodes.nodes).toHaveLength(2);
+
+    // logout: removed at the server, dropped by the peer, its key gone from the state dir.
+    const out = await b.cli('logout');
+    expect(out.code, out.stderr).toBe(0);
+    expect((await m.server.adminJson<{ nodes: AdminNode[] }>('nodes', 'list')).nodes.map((n) => n.name)).toEqual(['node1']);
+    await waitFor('node1 to drop the logged-out node', async () => (await a.wgPeers()).length === 0, 3_000, 50);
+    expect(existsSync(join(b.stateDir, 'node.key'))).toBe(false);
+    const reup = await b.cli('up');
+    expect(reup.code).not.toBe(0);
+    expect(reup.stderr).toMatch(/no login server yet/);
   });
 
   it('an ephemeral node is removed from the mesh after it goes away', async () => {
@@ -264,5 +286,18 @@ describe.skipIf(process.getuid?.() !== 0)('joining a mesh through meshd server (
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/presents server key .* but the login URL pins/);
     expect(st.state).toBe('running');
+    // The right key in the URL works.
+    const serverKey = readFileSync(join(m.server.stateDir, 'server.key'), 'utf8').trim();
+    const pub = serverPublicKey(serverKey);
+    await n.up('--login-server', `${m.server.url}/?key=${encodeURIComponent(pub)}`, '--authkey', m.key);
+
+    // A server rebuilt with a new key (first-use pin, node1) is refused, and node1 keeps its tunnel.
+    await m.server.kill9();
+    rmSync(join(m.server.stateDir, 'server.key'));
+    await m.server.start();
+    const again = await m.nodes[0].cli('up');
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/but this node pinned/);
+    expect(await m.nodes[0].reaches('100.64.0.2')).toBe(true);
   });
 });
