@@ -25,9 +25,21 @@ export class FreshnessGuard {
     return this.seen.size;
   }
 
-  check(ephemeralKey: Uint8Array, timestamp: number, now: number): Freshness {
+  /** The timestamp alone: 'fresh' when inside the window. Remembers nothing. */
+  timely(timestamp: number, now: number): Freshness {
     if (timestamp > now + this.windowMs) return 'future';
     if (timestamp < now - this.windowMs || timestamp < this.notBefore) return 'stale';
+    return 'fresh';
+  }
+
+  /**
+   * The full check, remembering the request. Callers admit a request only
+   * once it is authorized (a registered node, a valid auth key), so nobody
+   * can fill the table with requests from throwaway keys.
+   */
+  check(ephemeralKey: Uint8Array, timestamp: number, now: number): Freshness {
+    const t = this.timely(timestamp, now);
+    if (t !== 'fresh') return t;
     this.expire(now);
     const id = Buffer.from(ephemeralKey).toString('hex');
     if (this.seen.has(id)) return 'replayed';

@@ -5,7 +5,7 @@
 // learned from the peer's own authenticated packets (roaming) is kept.
 import { decodeKeyBase64 } from '../config/keys.js';
 import type { MeshConfig, MeshPeer } from '../daemon/engine.js';
-import { formatIp, parseCidr, parseIpEndpoint, type IpPrefix } from '../net/ipaddr.js';
+import { formatIp, parseCidr, parseIpEndpoint, unmap, type IpPrefix } from '../net/ipaddr.js';
 import type { MapResponse, PeerNode, SelfNode } from './messages.js';
 
 export const OVERLAY_ROUTES = ['100.64.0.0/10', 'fd7a:115c:a1e0::/48'];
@@ -48,9 +48,10 @@ function prefixes(cidrs: readonly string[], mask: boolean): IpPrefix[] {
 export function pickEndpoint(candidates: readonly string[]): { address: string; port: number } | null {
   for (const c of candidates) {
     const ep = parseIpEndpoint(c);
-    if (!ep.ok || ep.value.port === 0) continue;
-    const address = formatIp(ep.value);
-    if (address.startsWith('100.') && ep.value.bytes[1] >= 64 && ep.value.bytes[1] < 128) continue;
+    if (!ep.ok || ep.value.port === 0 || ep.value.zone !== undefined) continue; // a zone only means something on the peer's own link
+    const ip = unmap(ep.value);
+    const address = formatIp(ip);
+    if (ip.family === 4 && ip.bytes[0] === 100 && ip.bytes[1] >= 64 && ip.bytes[1] < 128) continue;
     if (address.startsWith('fd7a:115c:a1e0:')) continue;
     return { address, port: ep.value.port };
   }

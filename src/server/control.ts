@@ -3,7 +3,7 @@
 // requests into calls on the server's state; it holds no state of its own.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { openRequest } from '../control/envelope.js';
-import type { FreshnessGuard } from '../control/freshness.js';
+import type { Freshness, FreshnessGuard } from '../control/freshness.js';
 import { MAX_BODY_BYTES, MAX_ENDPOINTS, PATHS, type MapRequest, type RegisterRequest } from '../control/messages.js';
 import { encodeKeyBase64 } from '../config/keys.js';
 import { formatIp, formatIpEndpoint, parseIp, parseIpEndpoint, unmap } from '../net/ipaddr.js';
@@ -12,6 +12,11 @@ import { ApiError, asObject, badRequest, optBool, optNumber, optString, optStrin
 
 export interface SealedCall {
   nodeKey: string;
+  /**
+   * Records the request as seen, refusing a replay. Handlers call it once
+   * the request is authorized and before it has any effect.
+   */
+  admit(): void;
   payload: Record<string, unknown>;
   /** The request's source address, for the endpoint the server observes. */
   remoteAddress: string | null;
@@ -42,14 +47,21 @@ export async function serveSealed(
   const body = await readBody(req, MAX_BODY_BYTES);
   const opened = openRequest(serverKey, path, body);
   if (!opened.ok) throw new ApiError(400, 'bad-envelope', `request is not a sealed control message for this server (${opened.reason})`);
-  const verdict = freshness.check(opened.ephemeralKey, opened.timestamp, now());
-  if (verdict !== 'fresh') {
+  const refuse = (verdict: Freshness) => {
+    if (verdict === 'fresh') return;
     const [status, code, message] = FRESHNESS_ERRORS[verdict];
     throw new ApiError(status, code, message);
-  }
+  };
+  refuse(freshness.timely(opened.timestamp, now()));
   const payload = asObject(parseJson(opened.payload), 'payload');
   const closed = new Promise<void>((resolve) => res.once('close', resolve));
-  const result = await handler({ nodeKey: encodeKeyBase64(opened.nodeKey), payload, remoteAddress: req.socket.remoteAddress ?? null, closed });
+  let admitted = false;
+  const admit = () => {
+    refuse(freshness.check(opened.ephemeralKey, opened.timestamp, now()));
+    admitted = true;
+  };
+  const result = await handler({ nodeKey: encodeKeyBase64(opened.nodeKey), admit, payload, remoteAddress: req.socket.remoteAddress ?? null, closed });
+  if (!admitted) throw new Error('a sealed handler answered without admitting the request');
   sendBytes(res, opened.sealReply(Buffer.from(JSON.stringify(result))));
 }
 

@@ -208,7 +208,10 @@ export class CoordinationServer {
       const rec = await this.store.authKeyByPrefix(parts.prefix);
       if (!rec || !secretMatches(parts.secret, rec.secretHash)) throw new ApiError(401, 'authkey-unknown', REFUSALS['authkey-unknown'][1]);
       authKeyId = rec.id;
+    } else if (!(await this.store.nodeByKey(call.nodeKey))) {
+      throw new ApiError(401, 'node-unknown', REFUSALS['node-unknown'][1]);
     }
+    call.admit();
     const expiry = this.admin.nodeKeyExpiryMs;
     const r = await this.store.registerNode({
       nodeKey: call.nodeKey,
@@ -236,6 +239,7 @@ export class CoordinationServer {
     if (!node) throw new ApiError(401, 'node-unknown', REFUSALS['node-unknown'][1]);
     const now = this.now();
     if (node.keyExpiry !== null && node.keyExpiry <= now) throw new ApiError(401, 'node-expired', REFUSALS['node-expired'][1]);
+    call.admit();
     this.mesh.seen(call.nodeKey);
     const moved = endpoints.length > 0 && endpoints.join(',') !== node.endpoints.join(',');
     await this.store.touchNode(node.id, now, moved ? endpoints : undefined);
@@ -248,6 +252,7 @@ export class CoordinationServer {
   private async logout(call: SealedCall): Promise<{ loggedOut: true }> {
     const node = await this.store.nodeByKey(call.nodeKey);
     if (!node) throw new ApiError(401, 'node-unknown', REFUSALS['node-unknown'][1]);
+    call.admit();
     await this.store.deleteNode(node.id, { at: this.now(), actor: `node:${node.id}`, action: 'node.logout', target: `node:${node.id}`, detail: { name: node.name } });
     this.mesh.forget(call.nodeKey);
     this.mesh.changed(call.nodeKey);

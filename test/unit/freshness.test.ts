@@ -36,6 +36,16 @@ describe('FreshnessGuard', () => {
     expect(g.check(eph(2), START + W + 1, START)).toBe('future');
   });
 
+  it('timely() judges the timestamp alone and remembers nothing', () => {
+    const g = new FreshnessGuard(START, W);
+    expect(g.timely(START + 5, START + 10)).toBe('fresh');
+    expect(g.timely(START + 5, START + 10)).toBe('fresh');
+    expect(g.size).toBe(0);
+    expect(g.timely(START - 1, START)).toBe('stale');
+    expect(g.timely(START + 10 + W + 1, START + 10)).toBe('future');
+    expect(g.timely(START + 10, START + 10 + W + 1)).toBe('stale');
+  });
+
   it('accepts a request once and refuses its replay', () => {
     const g = new FreshnessGuard(START, W);
     expect(g.size).toBe(0);

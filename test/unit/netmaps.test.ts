@@ -441,6 +441,9 @@ describe('pickEndpoint', () => {
       '192.0.2.1',
       '192.0.2.1:65536',
       '',
+      // an IPv4-mapped overlay address is still the overlay; a zone only means something on the sender's link
+      '[::ffff:100.64.0.1]:41641',
+      '[fe80::1%eth0]:41641',
     ];
     for (const c of skipped) expect(pickEndpoint([c]), c).toBeNull();
     expect(pickEndpoint([...skipped, '198.51.100.7:7'])).toEqual({ address: '198.51.100.7', port: 7 });
