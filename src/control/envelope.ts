@@ -127,12 +127,20 @@ export function openRequest(server: X25519PrivateKey, path: string, bytes: Uint8
   kReq.fill(0);
   if (!plain) return { ok: false, reason: 'decrypt' };
   const rad = replyAd(ad, bytes);
+  let replied = false;
   return {
     ok: true,
     nodeKey,
     ephemeralKey,
     timestamp: Number(plain.readBigUInt64BE(0)),
     payload: plain.subarray(TIMESTAMP_LEN),
-    sealReply: (payload) => aead.sealNew(kResp, 0, payload, rad),
+    sealReply: (payload) => {
+      // One reply per request: k_resp with nonce 0 must never seal twice.
+      if (replied) throw new Error('a control request is answered once');
+      replied = true;
+      const out = aead.sealNew(kResp, 0, payload, rad);
+      kResp.fill(0);
+      return out;
+    },
   };
 }

@@ -334,3 +334,16 @@ describe('control envelope: refusals', () => {
     expect(req.openReply(req.bytes.subarray(HEADER_LEN))).toBeNull();
   });
 });
+
+describe('one reply per request', () => {
+  it('refuses to seal a second reply under the same key and nonce', async () => {
+    const { sealRequest, openRequest } = await import('../../src/control/envelope.js');
+    const { X25519PrivateKey } = await import('../../src/crypto/x25519.js');
+    const server = X25519PrivateKey.generate();
+    const req = sealRequest({ node: X25519PrivateKey.generate(), serverPublicKey: server.publicKey, path: '/p', payload: Buffer.from('{}'), now: 1 });
+    const opened = openRequest(server, '/p', req.bytes);
+    if (!opened.ok) throw new Error(opened.reason);
+    expect(req.openReply(opened.sealReply(Buffer.from('one')))?.toString()).toBe('one');
+    expect(() => opened.sealReply(Buffer.from('two'))).toThrow(/answered once/);
+  });
+});
