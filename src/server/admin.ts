@@ -70,7 +70,8 @@ async function userNames(store: Store): Promise<Map<number, string>> {
 }
 
 /** A node by id, name, overlay IP or public key. */
-async function findNode(store: Store, ref: string): Promise<NodeRecord> {
+async function findNode(store: Store, ref: string | undefined): Promise<NodeRecord> {
+  if (ref === undefined) throw new ApiError(404, 'no-such-node', 'name a node: its id, name, overlay IP or public key');
   const nodes = await store.listNodes();
   const ip = parseIp(ref);
   const text = ip ? formatIp(ip) : ref;
@@ -88,7 +89,13 @@ async function findKey(store: Store, ref: string): Promise<AuthKeyRecord> {
 
 export async function serveAdmin(ctx: AdminContext, req: IncomingMessage, path: string, query: URLSearchParams): Promise<unknown> {
   const { store } = ctx;
-  const parts = path.slice(ADMIN.length).split('/').filter(Boolean).map(decodeURIComponent);
+  const parts = path.slice(ADMIN.length).split('/').filter(Boolean).map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      throw badRequest(`"${p}" in the path is not valid percent-encoding`);
+    }
+  });
   const method = req.method ?? 'GET';
   const route = `${method} ${parts[0] ?? ''}${parts.length > 2 ? ` ${parts[2]}` : ''}`;
   const ref = parts[1];
@@ -108,6 +115,10 @@ export async function serveAdmin(ctx: AdminContext, req: IncomingMessage, path: 
       const expiryText = optString(body, 'expiry', 32) ?? '90d';
       const expiryMs = parseDuration(expiryText);
       if (expiryMs === null || expiryMs <= 0) throw badRequest(`expiry "${expiryText}" is not a duration like 90d, 12h, 30m`, 'bad-expiry');
+      // Every field is checked before anything is written: a refused request creates no user.
+      const reusable = optBool(body, 'reusable') ?? false;
+      const ephemeral = optBool(body, 'ephemeral') ?? false;
+      const preauthorized = optBool(body, 'preauthorized') ?? false;
       const now = ctx.now();
       const owner = user !== undefined ? await store.ensureUser(user, now, 'admin') : null;
       const gen = generateAuthKey();
@@ -117,9 +128,9 @@ export async function serveAdmin(ctx: AdminContext, req: IncomingMessage, path: 
           secretHash: gen.secretHash,
           userId: owner?.id ?? null,
           tags,
-          reusable: optBool(body, 'reusable') ?? false,
-          ephemeral: optBool(body, 'ephemeral') ?? false,
-          preauthorized: optBool(body, 'preauthorized') ?? false,
+          reusable,
+          ephemeral,
+          preauthorized,
           expiresAt: now + expiryMs,
           createdAt: now,
         },

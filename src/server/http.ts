@@ -28,14 +28,18 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    let refused = false;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
+      if (size <= limit) return void chunks.push(c);
+      if (!refused) {
+        refused = true;
+        chunks.length = 0;
         reject(new ApiError(413, 'too-large', `request body over ${limit} bytes`));
-        req.destroy();
-        return;
       }
-      chunks.push(c);
+      // The excess is read and dropped so the 413 reaches the client (destroying
+      // at once loses it); a body that goes on past twice the limit is cut off.
+      if (size > 2 * limit) req.destroy();
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
