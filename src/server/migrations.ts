@@ -73,6 +73,29 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    // Routes go with their node. The policy is one row: its text as set, so
+    // `policy get` gives back exactly what the admin wrote, comments included.
+    sql: `
+      CREATE TABLE routes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        prefix TEXT NOT NULL,
+        advertised INTEGER NOT NULL CHECK (advertised IN (0, 1)),
+        approved INTEGER NOT NULL CHECK (approved IN (0, 1)),
+        created_at INTEGER NOT NULL,
+        UNIQUE (node_id, prefix)
+      );
+      CREATE INDEX routes_prefix ON routes(prefix);
+
+      CREATE TABLE policy (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        text TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export function schemaVersion(db: Database.Database): number {

@@ -6,6 +6,7 @@
 import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { migrate } from './migrations.js';
+import { advertiseRoutes, approveRoute, getPolicy, listRoutes, routeStatements, setPolicy } from './sqliteRoutes.js';
 import { ipv6ForIpv4, nameCandidatesPrefix, nextFreeIpv4, sanitizeHostname, uniqueName } from './ipam.js';
 import type {
   AuditEntry,
@@ -14,8 +15,10 @@ import type {
   NewAuthKey,
   NodeRecord,
   NodeUpdate,
+  PolicyRecord,
   RegisterInput,
   RegisterResult,
+  RouteRecord,
   Store,
   User,
 } from './store.js';
@@ -199,10 +202,12 @@ type Statements = ReturnType<typeof prepareStatements>;
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly q: Statements;
+  private readonly r: ReturnType<typeof routeStatements>;
 
   private constructor(db: Database.Database) {
     this.db = db;
     this.q = prepareStatements(db);
+    this.r = routeStatements(db);
   }
 
   /** Opens (creating with mode 0600 and migrating as needed) the database at `path`; ':memory:' for tests. */
@@ -392,6 +397,32 @@ export class SqliteStore implements Store {
 
   async deleteNode(id: number, audit: AuditInput): Promise<boolean> {
     return this.deleteNodeTx(id, audit);
+  }
+
+  private readonly advertiseTx = this.tx((nodeId: number, prefixes: string[], auto: string[], now: number) => advertiseRoutes(this.r, (e) => this.writeAudit(e), nodeId, prefixes, auto, now));
+
+  async setAdvertisedRoutes(nodeId: number, prefixes: string[], autoApprove: string[], now: number): Promise<boolean> {
+    return this.advertiseTx(nodeId, prefixes, autoApprove, now);
+  }
+
+  async listRoutes(): Promise<RouteRecord[]> {
+    return listRoutes(this.r);
+  }
+
+  private readonly approveTx = this.tx((id: number, approved: boolean, audit: AuditInput) => approveRoute(this.r, (e) => this.writeAudit(e), id, approved, audit));
+
+  async setRouteApproval(id: number, approved: boolean, audit: AuditInput): Promise<RouteRecord | null> {
+    return this.approveTx(id, approved, audit);
+  }
+
+  async getPolicy(): Promise<PolicyRecord | null> {
+    return getPolicy(this.r);
+  }
+
+  private readonly policyTx = this.tx((text: string, now: number, audit: AuditInput) => setPolicy(this.r, (e) => this.writeAudit(e), text, now, audit));
+
+  async setPolicy(text: string, now: number, audit: AuditInput): Promise<void> {
+    this.policyTx(text, now, audit);
   }
 
   private readonly auditTx = this.tx((entry: AuditInput): void => this.writeAudit(entry));

@@ -107,6 +107,23 @@ export interface NodeUpdate {
   tags?: string[];
 }
 
+/** A subnet route a node advertises (`meshd up --advertise-routes`). */
+export interface RouteRecord {
+  id: number;
+  nodeId: number;
+  /** Canonical CIDR, host bits clear. */
+  prefix: string;
+  /** The node still advertises it; a withdrawn route keeps its approval for when it comes back. */
+  advertised: boolean;
+  approved: boolean;
+  createdAt: number;
+}
+
+export interface PolicyRecord {
+  text: string;
+  updatedAt: number;
+}
+
 export interface Store {
   close(): Promise<void>;
 
@@ -139,6 +156,20 @@ export interface Store {
   /** Endpoints and last-seen are liveness, not control-plane changes: not audited. */
   touchNode(id: number, lastSeen: number, endpoints?: string[]): Promise<void>;
   deleteNode(id: number, audit: AuditInput): Promise<boolean>;
+
+  /**
+   * Makes `prefixes` the node's advertised routes: new ones are added
+   * (approved at once if listed in `autoApprove`), absent ones marked
+   * withdrawn. Audits each change; returns whether anything changed.
+   */
+  setAdvertisedRoutes(nodeId: number, prefixes: string[], autoApprove: string[], now: number): Promise<boolean>;
+  listRoutes(): Promise<RouteRecord[]>;
+  /** Approve or reject (un-approve) one route; null if there is no such route. */
+  setRouteApproval(id: number, approved: boolean, audit: AuditInput): Promise<RouteRecord | null>;
+
+  /** The policy in force, as the text it was set from; null before any was set. */
+  getPolicy(): Promise<PolicyRecord | null>;
+  setPolicy(text: string, now: number, audit: AuditInput): Promise<void>;
 
   audit(entry: AuditInput): Promise<void>;
   listAudit(limit: number): Promise<AuditEntry[]>;
