@@ -1,6 +1,9 @@
 // The coordination protocol's messages: what a node and the server say to
 // each other inside sealed envelopes (envelope.ts), as JSON. Shared by the
 // server (src/server/) and the node's control client (src/control/client.ts).
+import type { FilterRule } from '../policy/types.js';
+
+export type { FilterRule } from '../policy/types.js';
 
 export const API = '/meshd/v1';
 export const PATHS = {
@@ -24,11 +27,31 @@ export interface ServerKeyResponse {
   time: number;
 }
 
+/** What a node asks for beyond joining: sent with register and with every map request. */
+export interface Hostinfo {
+  /** Subnets this node offers to route (`--advertise-routes`), canonical CIDRs. */
+  advertiseRoutes: string[];
+  /** Tags it asks to carry (`--advertise-tags`); only those its key or tagOwners allow are accepted. */
+  advertiseTags: string[];
+}
+
+/** Most subnet routes one node may advertise. */
+export const MAX_ROUTES = 64;
+
 export interface RegisterRequest {
   /** Absent when an already registered node reconnects. */
   authKey?: string;
   hostname: string;
   endpoints: string[];
+  hostinfo?: Hostinfo;
+}
+
+/** One advertised route as the server sees it. */
+export interface RouteState {
+  prefix: string;
+  approved: boolean;
+  /** Approved and this node is the one router chosen for it; the others stand by. */
+  primary: boolean;
 }
 
 export interface SelfNode {
@@ -40,6 +63,8 @@ export interface SelfNode {
   tags: string[];
   keyExpiry: number | null;
   authorized: boolean;
+  /** The routes this node advertises, with their approval state. */
+  routes?: RouteState[];
 }
 
 export interface RegisterResponse {
@@ -52,6 +77,7 @@ export interface MapRequest {
   endpoints: string[];
   /** Hold the request until something changes (long poll). */
   wait: boolean;
+  hostinfo?: Hostinfo;
 }
 
 export interface PeerNode {
@@ -59,7 +85,10 @@ export interface PeerNode {
   name: string;
   publicKey: string;
   addresses: string[];
+  /** Its addresses plus the subnets it is the primary router for. */
   allowedIps: string[];
+  /** The subnets alone (a node with --accept-routes routes these into its TUN). */
+  primaryRoutes?: string[];
   endpoints: string[];
   online: boolean;
   lastSeen: number | null;
@@ -75,6 +104,11 @@ export interface PeerNode {
 export interface MapResponse {
   version: number;
   self: SelfNode;
+  /**
+   * What this node accepts inbound (for its addresses and routed subnets),
+   * compiled from the policy; sent whole with every response. Empty: nothing.
+   */
+  packetFilter?: FilterRule[];
   peers?: PeerNode[];
   peersChanged?: PeerNode[];
   peersRemoved?: string[];
