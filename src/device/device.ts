@@ -58,6 +58,18 @@ export interface DeviceOptions {
   log?: (event: string, fields?: Record<string, unknown>) => void;
 }
 
+/**
+ * The policy's packet filter as the device sees it (src/filter/): every
+ * packet sent into the tunnel is shown to `outbound` (so replies to it pass),
+ * every decrypted inbound packet must pass `inbound` before the TUN sees it.
+ * Times are the device clock's.
+ */
+export interface PacketFilterHook {
+  outbound(packet: Uint8Array, now: number): void;
+  /** 'accept', or why not. */
+  inbound(packet: Uint8Array, now: number): string;
+}
+
 export interface PeerConfig {
   publicKey: Uint8Array;
   presharedKey?: Uint8Array | null;
@@ -94,6 +106,8 @@ export class Device {
   underLoadUntil = -Infinity;
   mtu: number;
   up = true;
+  /** Null: no filtering (a plain WireGuard interface); the mesh always sets one. */
+  filter: PacketFilterHook | null = null;
 
   readonly bind: Bind;
   readonly tun: TunSink;

@@ -179,6 +179,11 @@ function receiveTransport(dev: Device, packet: Uint8Array, from: Endpoint): void
     dev.drop('allowedIpsMismatch');
     return;
   }
+  // Zero trust: the policy decides, on what the peer actually sent.
+  if (dev.filter !== null && dev.filter.inbound(inner, now) !== 'accept') {
+    dev.drop('filtered');
+    return;
+  }
   if (!dev.tun.write(inner)) dev.drop('tunWriteFailed');
 }
 

@@ -21,6 +21,7 @@ export function sendPacket(dev: Device, packet: Uint8Array): boolean {
     dev.drop('noEndpoint');
     return false;
   }
+  dev.filter?.outbound(packet, dev.clock.now());
   // Fast path: a usable session and nothing queued ahead — seal straight from
   // the caller's buffer, which may be a view into the TUN reader's ring.
   const kp = peer.keypairs.current;
