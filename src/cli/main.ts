@@ -94,9 +94,24 @@ export async function main(argv: string[]): Promise<void> {
           .option('login-server', { type: 'string', describe: 'coordination server URL; ?key=SERVERKEY pins its key' })
           .option('authkey', { type: 'string', describe: 'auth key, or file:PATH' })
           .option('hostname', { type: 'string' })
+          .option('advertise-routes', { type: 'string', describe: 'subnets to offer the mesh, CIDR,... ("" for none)' })
+          .option('accept-routes', { type: 'boolean', describe: 'route subnets other nodes offer into the TUN' })
+          .option('snat-subnet-routes', { type: 'boolean', describe: 'masquerade mesh traffic into advertised subnets (default true)' })
+          .option('advertise-tags', { type: 'string', describe: 'tags to carry, tag:a,... (as the key or tagOwners allow)' })
           .option('timeout', { type: 'number', default: 120, describe: 'seconds to wait for an admin\'s approval' })
           .option('socket', socketOpt),
-      (a) => up({ socket: a.socket, loginServer: a['login-server'], authKey: a.authkey, hostname: a.hostname, timeoutS: a.timeout }),
+      (a) =>
+        up({
+          socket: a.socket,
+          loginServer: a['login-server'],
+          authKey: a.authkey,
+          hostname: a.hostname,
+          advertiseRoutes: a['advertise-routes'],
+          acceptRoutes: a['accept-routes'],
+          snatSubnetRoutes: a['snat-subnet-routes'],
+          advertiseTags: a['advertise-tags'],
+          timeoutS: a.timeout,
+        }),
     )
     .command('down', 'Disconnect from the mesh (stays logged in)', (y) => y.option('socket', socketOpt), (a) => down(a.socket))
     .command('logout', 'Remove this node from the mesh and forget its key', (y) => y.option('socket', socketOpt), (a) => logout(a.socket))

@@ -1,5 +1,6 @@
 // meshd up | down | logout | status | ip: clients of the daemon's local socket.
 import { readFileSync } from 'node:fs';
+import { formatCidr, maskBytes, parseCidr } from '../net/ipaddr.js';
 import { localRequest } from '../node/localapi.js';
 import type { NodeAgent } from '../node/agent.js';
 import { CliError } from './errors.js';
@@ -11,7 +12,33 @@ export interface UpArgs {
   loginServer?: string;
   authKey?: string;
   hostname?: string;
+  advertiseRoutes?: string;
+  acceptRoutes?: boolean;
+  snatSubnetRoutes?: boolean;
+  advertiseTags?: string;
   timeoutS: number;
+}
+
+const TAG = /^tag:[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** "10.0.0.0/16,fd00:1::/64" -> canonical CIDRs; "" clears. Host bits set is an error, as tailscale does. */
+export function parseRouteList(text: string): string[] {
+  const out: string[] = [];
+  for (const item of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const p = parseCidr(item);
+    if (!p.ok) throw new CliError('EUSAGE', `--advertise-routes: "${item}" is not a CIDR (${p.reason})`, 2);
+    const canon = formatCidr({ ...p.value, bytes: maskBytes(p.value.bytes, p.value.bits) });
+    if (canon !== formatCidr(p.value)) throw new CliError('EUSAGE', `--advertise-routes: ${item} has host bits set; did you mean ${canon}?`, 2);
+    if (p.value.bits === 0) throw new CliError('EUSAGE', `--advertise-routes: ${item} would route everything (exit nodes are not supported yet)`, 2);
+    if (!out.includes(canon)) out.push(canon);
+  }
+  return out;
+}
+
+export function parseTagList(text: string): string[] {
+  const tags = text.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const t of tags) if (!TAG.test(t)) throw new CliError('EUSAGE', `--advertise-tags: "${t}" must look like tag:name (lowercase letters, digits, '-')`, 2);
+  return tags;
 }
 
 /** KEY, or file:PATH (read here, so the key never sits in a process listing or shell history). */
@@ -39,7 +66,16 @@ export async function up(a: UpArgs): Promise<void> {
     a.socket,
     'POST',
     '/up',
-    { loginServer: a.loginServer, authKey: readAuthKey(a.authKey), hostname: a.hostname, timeoutMs: a.timeoutS * 1000 },
+    {
+      loginServer: a.loginServer,
+      authKey: readAuthKey(a.authKey),
+      hostname: a.hostname,
+      advertiseRoutes: a.advertiseRoutes === undefined ? undefined : parseRouteList(a.advertiseRoutes),
+      acceptRoutes: a.acceptRoutes,
+      snatSubnetRoutes: a.snatSubnetRoutes,
+      advertiseTags: a.advertiseTags === undefined ? undefined : parseTagList(a.advertiseTags),
+      timeoutMs: a.timeoutS * 1000,
+    },
     a.timeoutS * 1000 + 60_000,
   );
   if (r.status === 'pending-approval') {

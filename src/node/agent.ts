@@ -33,6 +33,11 @@ export interface UpRequest {
   loginServer?: string;
   authKey?: string;
   hostname?: string;
+  /** Each absent one keeps its stored value (as `tailscale up` remembers them). */
+  advertiseRoutes?: string[];
+  acceptRoutes?: boolean;
+  snatSubnetRoutes?: boolean;
+  advertiseTags?: string[];
   /** How long `up` waits for an admin's approval before it returns. */
   timeoutMs?: number;
 }
@@ -113,14 +118,21 @@ export class NodeAgent {
     const wasUp = this.engine !== null;
     await this.startEngine(); // first, so the endpoints we report carry the real port
     const endpoints = await this.endpointsForServer();
-    const reg = await client.register({ authKey: req.authKey, hostname, endpoints }).catch(async (err: ControlError) => {
+    const settings = {
+      advertiseRoutes: req.advertiseRoutes ?? this.prefs.advertiseRoutes,
+      acceptRoutes: req.acceptRoutes ?? this.prefs.acceptRoutes,
+      snatSubnetRoutes: req.snatSubnetRoutes ?? this.prefs.snatSubnetRoutes,
+      advertiseTags: req.advertiseTags ?? this.prefs.advertiseTags,
+    };
+    const hostinfo = { advertiseRoutes: settings.advertiseRoutes, advertiseTags: settings.advertiseTags };
+    const reg = await client.register({ authKey: req.authKey, hostname, endpoints, hostinfo }).catch(async (err: ControlError) => {
       if (!wasUp) await this.stopEngine();
       throw new AgentError(err.code, err.message, err.status || 502);
     });
-    this.prefs = { loginServer: loginText, serverKey: encodeKeyBase64(pin), hostname, wantRunning: true, registered: true };
+    this.prefs = { loginServer: loginText, serverKey: encodeKeyBase64(pin), hostname, wantRunning: true, registered: true, ...settings };
     this.state.savePrefs(this.prefs);
     this.o.log.info({ name: reg.node.name, addresses: reg.node.addresses, server: url }, 'registered');
-    const first = await client.map({ since: 0, endpoints, wait: false }, 0);
+    const first = await client.map({ since: 0, endpoints, wait: false, hostinfo }, 0);
     await this.applyMap(first, true);
     this.lastContact = Date.now();
     this.startPolling();
@@ -183,6 +195,10 @@ export class NodeAgent {
   }
 
   // -------------------------------------------------------------------------
+
+  private hostinfo() {
+    return { advertiseRoutes: this.prefs.advertiseRoutes, advertiseTags: this.prefs.advertiseTags };
+  }
 
   private connect(url: string, serverKey: Uint8Array, offsetMs: number): ControlClient {
     this.client = new ControlClient({ url, serverKey, nodeKey: this.key, offsetMs });
@@ -257,7 +273,7 @@ export class NodeAgent {
     let backoff = BACKOFF_MIN_MS;
     while (this.pollAbort === generation && this.client) {
       try {
-        const m = await this.client.map({ since: this.view.version, endpoints: await this.endpointsForServer(), wait: true }, MAP_POLL_MS);
+        const m = await this.client.map({ since: this.view.version, endpoints: await this.endpointsForServer(), wait: true, hostinfo: this.hostinfo() }, MAP_POLL_MS);
         if (this.pollAbort !== generation) return;
         this.lastContact = Date.now();
         this.lastError = null;

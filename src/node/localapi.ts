@@ -7,7 +7,8 @@ import { dirname } from 'node:path';
 import { connect } from 'node:net';
 import { AgentError, type NodeAgent } from './agent.js';
 import { ControlError } from '../control/client.js';
-import { asObject, optNumber, optString, readJson, sendError, sendJson, ApiError } from '../server/http.js';
+import { asObject, optBool, optNumber, optString, optStringArray, readJson, sendError, sendJson, ApiError } from '../server/http.js';
+import { MAX_ROUTES } from '../control/messages.js';
 
 export const DEFAULT_SOCKET = '/run/meshd/meshd.sock';
 
@@ -63,6 +64,10 @@ async function handle(agent: NodeAgent, req: IncomingMessage, res: ServerRespons
           loginServer: optString(b, 'loginServer', 2048),
           authKey: optString(b, 'authKey', 256),
           hostname: optString(b, 'hostname', 255),
+          advertiseRoutes: optStringArray(b, 'advertiseRoutes', MAX_ROUTES, 64),
+          acceptRoutes: optBool(b, 'acceptRoutes'),
+          snatSubnetRoutes: optBool(b, 'snatSubnetRoutes'),
+          advertiseTags: optStringArray(b, 'advertiseTags', 32, 64),
           timeoutMs: optNumber(b, 'timeoutMs'),
         });
         return sendJson(res, 200, r);

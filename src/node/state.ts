@@ -19,9 +19,26 @@ export interface Prefs {
   wantRunning: boolean;
   /** The server accepted this node (so reconnecting needs no auth key). */
   registered: boolean;
+  /** Subnets offered to the mesh (`--advertise-routes`). */
+  advertiseRoutes: string[];
+  /** Route other routers' subnets into the TUN (`--accept-routes`). */
+  acceptRoutes: boolean;
+  /** Masquerade mesh traffic into the advertised subnets (`--snat-subnet-routes`, default on). */
+  snatSubnetRoutes: boolean;
+  advertiseTags: string[];
 }
 
-const EMPTY: Prefs = { loginServer: null, serverKey: null, hostname: null, wantRunning: false, registered: false };
+const EMPTY: Prefs = {
+  loginServer: null,
+  serverKey: null,
+  hostname: null,
+  wantRunning: false,
+  registered: false,
+  advertiseRoutes: [],
+  acceptRoutes: false,
+  snatSubnetRoutes: true,
+  advertiseTags: [],
+};
 
 export class NodeState {
   constructor(readonly dir: string) {
