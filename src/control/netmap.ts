@@ -6,7 +6,7 @@
 import { decodeKeyBase64 } from '../config/keys.js';
 import type { MeshConfig, MeshPeer } from '../daemon/engine.js';
 import { formatIp, parseCidr, parseIpEndpoint, unmap, type IpPrefix } from '../net/ipaddr.js';
-import type { MapResponse, PeerNode, SelfNode } from './messages.js';
+import type { FilterRule, MapResponse, PeerNode, SelfNode } from './messages.js';
 
 export const OVERLAY_ROUTES = ['100.64.0.0/10', 'fd7a:115c:a1e0::/48'];
 
@@ -14,23 +14,26 @@ export class NetmapView {
   version = 0;
   self: SelfNode | null = null;
   readonly peers = new Map<string, PeerNode>();
+  /** Until a netmap says otherwise, nothing is allowed in. */
+  packetFilter: FilterRule[] = [];
 
   /** Applies a map response; returns whether anything changed. */
   apply(r: MapResponse): boolean {
-    const before = JSON.stringify([this.self, [...this.peers.values()]]);
+    const before = JSON.stringify([this.self, this.packetFilter, [...this.peers.values()]]);
     this.version = r.version;
     this.self = r.self;
+    if (r.packetFilter) this.packetFilter = r.packetFilter;
     if (r.peers) {
       this.peers.clear();
       for (const p of r.peers) this.peers.set(p.publicKey, p);
     }
     for (const p of r.peersChanged ?? []) this.peers.set(p.publicKey, p);
     for (const k of r.peersRemoved ?? []) this.peers.delete(k);
-    return before !== JSON.stringify([this.self, [...this.peers.values()]]);
+    return before !== JSON.stringify([this.self, this.packetFilter, [...this.peers.values()]]);
   }
 
   toJSON(): MapResponse {
-    return { version: this.version, self: this.self!, peers: [...this.peers.values()] };
+    return { version: this.version, self: this.self!, packetFilter: this.packetFilter, peers: [...this.peers.values()] };
   }
 }
 
@@ -62,6 +65,18 @@ export function pickEndpoint(candidates: readonly string[]): { address: string; 
  * What the interface should be. `applied` holds each peer's candidates as
  * last applied, and is updated: a peer keeps its endpoint until they change.
  */
+/** The subnets this node routes for the mesh: its approved routes where it is the primary router. */
+export function routedSubnets(view: NetmapView): string[] {
+  return (view.self?.routes ?? []).filter((r) => r.primary).map((r) => r.prefix);
+}
+
+/** Subnets other nodes route, for a node with --accept-routes. */
+export function acceptedSubnets(view: NetmapView): string[] {
+  const out = new Set<string>();
+  for (const p of view.peers.values()) for (const r of p.primaryRoutes ?? []) out.add(r);
+  return [...out];
+}
+
 export function meshConfig(view: NetmapView, applied: Map<string, string>, opts: { greetOnline?: boolean; extraRoutes?: readonly string[] } = {}): MeshConfig {
   const peers: MeshPeer[] = [];
   const seen = new Set<string>();

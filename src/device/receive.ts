@@ -180,9 +180,12 @@ function receiveTransport(dev: Device, packet: Uint8Array, from: Endpoint): void
     return;
   }
   // Zero trust: the policy decides, on what the peer actually sent.
-  if (dev.filter !== null && dev.filter.inbound(inner, now) !== 'accept') {
-    dev.drop('filtered');
-    return;
+  if (dev.filter !== null) {
+    const verdict = dev.filter.inbound(inner, now);
+    if (verdict !== 'accept') {
+      dev.drop(verdict === 'malformed' ? 'invalidInnerPacket' : 'filtered');
+      return;
+    }
   }
   if (!dev.tun.write(inner)) dev.drop('tunWriteFailed');
 }

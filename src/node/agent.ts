@@ -6,7 +6,9 @@
 import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { ControlClient, ControlError, fetchServerKey, parseLoginUrl } from '../control/client.js';
 import { MAP_POLL_MS, type MapResponse } from '../control/messages.js';
-import { meshConfig, NetmapView } from '../control/netmap.js';
+import { acceptedSubnets, meshConfig, NetmapView, routedSubnets } from '../control/netmap.js';
+import { PacketFilter } from '../filter/index.js';
+import { SubnetRouter } from './router.js';
 import { decodeKeyBase64, encodeKeyBase64 } from '../config/keys.js';
 import { X25519PrivateKey } from '../crypto/x25519.js';
 import { Engine } from '../daemon/engine.js';
@@ -64,6 +66,9 @@ export class NodeAgent {
   private readonly appliedEndpoints = new Map<string, string>();
   private polling = false;
   private freshEngine = false;
+  /** Default deny until the first netmap brings the policy's rules. */
+  private readonly filter = new PacketFilter([]);
+  private readonly router: SubnetRouter;
   private pollAbort = 0;
   private waiters = new Set<() => void>();
   status: AgentState = 'stopped';
@@ -74,6 +79,7 @@ export class NodeAgent {
     this.state = new NodeState(o.stateDir);
     this.key = X25519PrivateKey.fromBytes(this.state.nodeKey());
     this.prefs = this.state.prefs();
+    this.router = new SubnetRouter(o.log);
   }
 
   get publicKey(): string {
@@ -181,6 +187,15 @@ export class NodeAgent {
       lastContact: this.lastContact || null,
       self: this.view.self,
       netmapVersion: this.view.version,
+      settings: {
+        advertiseRoutes: this.prefs.advertiseRoutes,
+        acceptRoutes: this.prefs.acceptRoutes,
+        snatSubnetRoutes: this.prefs.snatSubnetRoutes,
+        advertiseTags: this.prefs.advertiseTags,
+      },
+      routing: this.router.active ? routedSubnets(this.view) : [],
+      drops: this.engine?.device.drops.toJSON() ?? {},
+      filter: this.filter.stats(),
       peers: [...this.view.peers.values()].map((p) => {
         const l = live.get(p.publicKey);
         return {
@@ -215,6 +230,7 @@ export class NodeAgent {
       await engine.close();
       throw err;
     }
+    engine.device.filter = this.filter;
     this.engine = engine;
     this.freshEngine = true;
     this.appliedEndpoints.clear();
@@ -222,6 +238,7 @@ export class NodeAgent {
   }
 
   private async stopEngine(): Promise<void> {
+    await this.router.apply(null, [], false).catch((err: Error) => this.o.log.error({ err: err.message }, 'could not remove the router rules'));
     await this.uapi?.close().catch(() => {});
     this.uapi = null;
     await this.engine?.close();
@@ -231,10 +248,17 @@ export class NodeAgent {
   private async applyMap(m: MapResponse, persist: boolean): Promise<void> {
     this.view.apply(m);
     this.status = this.view.self?.authorized === false ? 'pending-approval' : 'running';
+    const problems = this.filter.setRules(this.view.packetFilter);
+    if (problems.length) this.o.log.warn({ problems }, 'packet filter rules skipped');
     if (this.engine) {
+      const extraRoutes = this.prefs.acceptRoutes ? acceptedSubnets(this.view) : [];
       // A fresh interface greets the peers that are online (see MeshPeer.greet).
-      await this.engine.applyMesh(meshConfig(this.view, this.appliedEndpoints, { greetOnline: this.freshEngine }));
+      await this.engine.applyMesh(meshConfig(this.view, this.appliedEndpoints, { greetOnline: this.freshEngine, extraRoutes }));
       this.freshEngine = false;
+      await this.router.apply(this.engine.tunName, routedSubnets(this.view), this.prefs.snatSubnetRoutes).catch((err: Error) => {
+        this.lastError = `subnet routing: ${err.message}`;
+        this.o.log.error({ err: err.message }, 'could not set up subnet routing');
+      });
     }
     if (persist) this.state.saveNetmap(this.view.toJSON());
     for (const w of this.waiters) w();

@@ -349,7 +349,7 @@ describe('NetmapView (node) against Netmaps (server)', () => {
     const replaced = v.apply({ version: 9, self: w.full(1).self, peers: [] });
     expect(replaced).toBe(true);
     expect(v.peers.size).toBe(0);
-    expect(v.toJSON()).toEqual({ version: 9, self: w.full(1).self, peers: [] });
+    expect(v.toJSON()).toEqual({ version: 9, self: w.full(1).self, packetFilter: [], peers: [] });
   });
 
   it('reproduces the server full map after every step of a random history (200 steps)', () => {
