@@ -151,3 +151,60 @@ export async function startNode(lab: Lab, host: Host, label: string): Promise<Me
   await n.start();
   return n;
 }
+
+// ---------------------------------------------------------------------------
+// A TCP service that tells each client the address it sees them from.
+
+const PEER_SERVER = `
+import socket, sys, threading
+def serve(conn, addr):
+    with conn:
+        f = conn.makefile('rwb', buffering=0)
+        first = f.readline()
+        if first.startswith(b'GET '):
+            conn.sendall(b'HTTP/1.0 200 OK\\r\\ncontent-type: text/plain\\r\\n\\r\\npeer=' + addr[0].encode() + b'\\n')
+            return
+        line = first
+        while line:
+            conn.sendall(b'peer=' + addr[0].encode() + b' ' + line)
+            line = f.readline()
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print('listening', flush=True)
+while True:
+    c, a = s.accept()
+    threading.Thread(target=serve, args=(c, a), daemon=True).start()
+`;
+
+/** Starts the peer-address service on `address:port` in `ns`. */
+export async function peerService(lab: Lab, ns: string, address: string, port: number): Promise<Proc> {
+  const p = lab.spawn(ns, 'python3', ['-c', PEER_SERVER, address, String(port)], { label: `peer service ${address}:${port}` });
+  await waitFor(`peer service on ${address}:${port}`, () => {
+    if (p.hasExited) throw new Error(`peer service exited:\n${p.output}`);
+    return p.output.includes('listening');
+  }, 5_000, 50);
+  return p;
+}
+
+/** An HTTP GET to the peer service: the address it saw us from, or null when the connection failed. */
+export async function httpPeer(ns: string, address: string, port = 80, timeoutS = 2): Promise<string | null> {
+  const script = `
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=${timeoutS})
+    c.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+    data = b''
+    while True:
+        d = c.recv(4096)
+        if not d: break
+        data += d
+    print(data.decode().split('peer=')[1].strip())
+except Exception as e:
+    print('FAILED', e)
+    sys.exit(1)
+`;
+  const r = await run(ns, 'python3', ['-c', script, address, String(port)], { timeoutMs: (timeoutS + 3) * 1000 });
+  return r.code === 0 ? r.stdout.trim() : null;
+}
