@@ -16,6 +16,7 @@ export interface ServerArgs {
   logLevel: string;
   tlsCert?: string;
   tlsKey?: string;
+  policyFile?: string;
   ephemeralTimeout?: string;
   nodeKeyExpiry?: string;
 }
@@ -31,6 +32,7 @@ export async function runServer(a: ServerArgs): Promise<void> {
   if ((a.tlsCert === undefined) !== (a.tlsKey === undefined)) throw new CliError('EUSAGE', '--tls-cert and --tls-key go together', 2);
   const log = createLogger(a.logLevel);
   const expiry = a.nodeKeyExpiry === '0' ? null : duration(a.nodeKeyExpiry, '--node-key-expiry');
+  const policyText = a.policyFile === undefined ? undefined : readPolicyFile(a.policyFile);
   let s: CoordinationServer;
   try {
     s = await CoordinationServer.start({
@@ -41,6 +43,7 @@ export async function runServer(a: ServerArgs): Promise<void> {
       tls: a.tlsCert && a.tlsKey ? { cert: a.tlsCert, key: a.tlsKey } : undefined,
       ephemeralTimeoutMs: duration(a.ephemeralTimeout, '--ephemeral-timeout') ?? DEFAULT_EPHEMERAL_TIMEOUT_MS,
       nodeKeyExpiryMs: expiry,
+      policy: policyText === undefined ? undefined : { text: policyText, source: a.policyFile! },
     });
   } catch (err) {
     throw new CliError((err as { code?: string }).code ?? 'ESERVER', (err as Error).message);
@@ -194,4 +197,48 @@ export async function auditList(t: AdminTarget, limit: number): Promise<void> {
 
 export function defaultTokenFile(stateDir = DEFAULT_SERVER_STATE_DIR): string {
   return join(stateDir, 'admin.token');
+}
+
+interface RouteRow {
+  id: number;
+  node: string;
+  prefix: string;
+  state: string;
+  approved: boolean;
+}
+
+export async function routesList(t: AdminTarget): Promise<void> {
+  const r = await adminCall<{ routes: RouteRow[] }>(t, 'GET', 'routes');
+  out(t, r, () => table([['ID', 'NODE', 'PREFIX', 'STATE'], ...r.routes.map((x) => [String(x.id), x.node, x.prefix, x.state])]));
+}
+
+export async function routesAction(t: AdminTarget, action: 'approve' | 'reject', ref: string): Promise<void> {
+  const r = await adminCall<{ routes: RouteRow[] }>(t, 'POST', `routes/${encodeURIComponent(ref)}/${action}`);
+  out(t, r, () => r.routes.map((x) => `${action === 'approve' ? 'approved' : 'rejected'} ${x.prefix} via ${x.node} (${x.state})\n`).join(''));
+}
+
+function readPolicyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CliError('EPOLICY', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+export async function policyGet(t: AdminTarget): Promise<void> {
+  const r = await adminCall<{ text: string; default: boolean }>(t, 'GET', 'policy');
+  out(t, r, () => (r.text.endsWith('\n') ? r.text : `${r.text}\n`));
+}
+
+/** set and check send the file as written; the server parses, validates and runs its tests. */
+export async function policyPut(t: AdminTarget, verb: 'set' | 'check', path: string): Promise<void> {
+  const text = readPolicyFile(path);
+  try {
+    const r = await adminCall<{ ok: true; tests: number }>(t, 'POST', `policy/${verb}`, { text });
+    out(t, r, () => `${path}: ${verb === 'set' ? 'in force' : 'valid'} (${r.tests} test${r.tests === 1 ? '' : 's'} passed)\n`);
+  } catch (err) {
+    // "policy.json:3:14: ..." so an editor can jump to it.
+    const e = err as CliError;
+    throw new CliError(e.code, `${path}${e.message.startsWith(':') ? '' : ': '}${e.message}`);
+  }
 }

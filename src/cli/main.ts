@@ -6,7 +6,7 @@ import { CliError } from './errors.js';
 import { genkey, genpsk, pubkey, readStdin } from './keys.js';
 import { runDaemon } from './daemon.js';
 import { down, ip, logout, status, up } from './node.js';
-import { auditList, DEFAULT_ADMIN_URL, DEFAULT_SERVER_STATE_DIR, defaultTokenFile, keysCreate, keysList, keysRevoke, nodesAction, nodesList, runServer, type AdminTarget } from './admin.js';
+import { auditList, DEFAULT_ADMIN_URL, DEFAULT_SERVER_STATE_DIR, defaultTokenFile, keysCreate, keysList, keysRevoke, nodesAction, nodesList, policyGet, policyPut, routesAction, routesList, runServer, type AdminTarget } from './admin.js';
 import { DEFAULT_SOCKET } from '../node/localapi.js';
 import type { Argv } from 'yargs';
 
@@ -46,8 +46,26 @@ function adminCommands(y: Argv) {
         return nodesAction(t, a.action, a.ref, a.name);
       },
     )
+    .command('routes <action> [ref]', 'Subnet routes: list | approve ID|PREFIX | reject ID|PREFIX', (k) =>
+      k.positional('action', { choices: ['list', 'approve', 'reject'] as const, demandOption: true }).positional('ref', { type: 'string' }),
+      async (a) => {
+        const t = target(a);
+        if (a.action === 'list') return routesList(t);
+        if (!a.ref) throw new CliError('EUSAGE', `meshd admin routes ${a.action} ID|PREFIX`, 2);
+        return routesAction(t, a.action, a.ref);
+      },
+    )
+    .command('policy <action> [file]', 'The policy: get | set FILE | check FILE', (k) =>
+      k.positional('action', { choices: ['get', 'set', 'check'] as const, demandOption: true }).positional('file', { type: 'string' }),
+      async (a) => {
+        const t = target(a);
+        if (a.action === 'get') return policyGet(t);
+        if (!a.file) throw new CliError('EUSAGE', `meshd admin policy ${a.action} FILE`, 2);
+        return policyPut(t, a.action, a.file);
+      },
+    )
     .command('audit', 'The audit log of control-plane changes', (k) => k.option('limit', { type: 'number', default: 50 }), (a) => auditList(target(a), a.limit))
-    .demandCommand(1, 'meshd admin: keys | nodes | audit');
+    .demandCommand(1, 'meshd admin: keys | nodes | routes | policy | audit');
 }
 
 function fail(err: unknown): never {
@@ -130,6 +148,7 @@ export async function main(argv: string[]): Promise<void> {
           .option('listen', { type: 'string', default: ':8080', describe: 'host:port, :port or [v6]:port' })
           .option('state-dir', { type: 'string', default: DEFAULT_SERVER_STATE_DIR })
           .option('db', { type: 'string', describe: 'sqlite:PATH (default: meshd.db in the state dir)' })
+          .option('policy', { type: 'string', describe: 'policy file to put in force at start (refused if it does not check)' })
           .option('tls-cert', { type: 'string' })
           .option('tls-key', { type: 'string' })
           .option('ephemeral-timeout', { type: 'string', describe: 'remove ephemeral nodes offline this long (default 2m)' })
@@ -141,6 +160,7 @@ export async function main(argv: string[]): Promise<void> {
           stateDir: a['state-dir'],
           db: a.db,
           logLevel: a['log-level'],
+          policyFile: a.policy,
           tlsCert: a['tls-cert'],
           tlsKey: a['tls-key'],
           ephemeralTimeout: a['ephemeral-timeout'],
