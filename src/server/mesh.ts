@@ -64,9 +64,12 @@ export class Mesh {
     return this.presence.get(nodeKey)?.online ?? false;
   }
 
-  /** Records a change (null: may touch every view) and answers the polls it concerns. */
-  changed(nodeKey: string | null): void {
-    this.netmaps.changed(nodeKey);
+  /**
+   * Records a change (null: may touch every view) and answers the polls it
+   * concerns. `peersOnly`: only how others see the node changed (Netmaps.changed).
+   */
+  changed(nodeKey: string | null, peersOnly = false): void {
+    this.netmaps.changed(nodeKey, peersOnly);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => {
@@ -79,10 +82,18 @@ export class Mesh {
     while (this.netmaps.stale) {
       if (!this.rebuilding) {
         this.rebuilding = (async () => {
+          // The views are as of the version before the read: a change recorded
+          // while the store is read (an async store) makes them stale again.
+          const version = this.netmaps.version;
           const [nodes, users] = await Promise.all([this.o.store.listNodes(), this.o.store.listUsers()]);
           const names = new Map(users.map((u) => [u.id, u.name]));
+          // The store's last-seen is written only now and then (server.ts); the mesh's is per request.
+          for (const n of nodes) {
+            const seen = this.presence.get(n.nodeKey)?.lastSeen;
+            if (seen !== undefined && seen > (n.lastSeen ?? 0)) n.lastSeen = seen;
+          }
           this.nodes = nodes;
-          this.netmaps.rebuild(nodes, (id) => (id === null ? null : (names.get(id) ?? null)), (k) => this.isOnline(k), this.o.now());
+          this.netmaps.rebuild(nodes, (id) => (id === null ? null : (names.get(id) ?? null)), (k) => this.isOnline(k), this.o.now(), version);
           this.stats.rebuilds++;
         })().finally(() => {
           this.rebuilding = null;
@@ -105,11 +116,15 @@ export class Mesh {
 
   /** The map for a node at `since`: at once if it is behind, else when something changes or the poll times out. */
   async poll(nodeKey: string, since: number, wait: boolean, closed: Promise<void>): Promise<MapResponse | null> {
+    // A node in its long-poll loop is online even when its poll is answered
+    // at once (it was behind). Marking it only when a poll parks starved busy
+    // meshes: each node coming online is a change that sends every other
+    // node's poll back, so few ever parked (200 nodes: ~2 a second came online).
+    const p = this.presenceOf(nodeKey);
+    if (wait && !p.online) this.setOnline(nodeKey, p, true);
     await this.fresh();
     if (!wait || since < this.netmaps.version || since > this.netmaps.version) return this.netmaps.responseFor(nodeKey, since);
-    const p = this.presenceOf(nodeKey);
     p.polls++;
-    if (!p.online) this.setOnline(nodeKey, p, true);
     try {
       const r = await new Promise<MapResponse | null | 'timeout'>((resolve) => {
         const w: Waiter = { nodeKey, since, resolve };
@@ -153,7 +168,7 @@ export class Mesh {
 
   private setOnline(nodeKey: string, p: Presence, online: boolean): void {
     p.online = online;
-    this.changed(nodeKey);
+    this.changed(nodeKey, true);
   }
 
   /** Offline transitions, ephemeral clean-up, expiries that came due. */

@@ -55,7 +55,8 @@ interface View {
 
 export class Netmaps {
   private current: number;
-  private readonly log: Array<{ version: number; key: string | null }> = [];
+  /** `peersOnly`: the change is in how others see the node (online, endpoints), not in what it sees. */
+  private readonly log: Array<{ version: number; key: string | null; peersOnly: boolean }> = [];
   private view: View | null = null;
 
   /**
@@ -70,10 +71,15 @@ export class Netmaps {
     return this.current;
   }
 
-  /** Records a change; `nodeKey` null means it may touch every view. Returns the new version. */
-  changed(nodeKey: string | null): number {
+  /**
+   * Records a change; `nodeKey` null means it may touch every view. With
+   * `peersOnly` the node's own view is not affected, so it is not sent a full
+   * map for it (a node coming online would otherwise get its whole map again).
+   * Returns the new version.
+   */
+  changed(nodeKey: string | null, peersOnly = false): number {
     this.current++;
-    this.log.push({ version: this.current, key: nodeKey });
+    this.log.push({ version: this.current, key: nodeKey, peersOnly: peersOnly && nodeKey !== null });
     if (this.log.length > CHANGE_LOG_LEN) this.log.splice(0, this.log.length - CHANGE_LOG_LEN);
     return this.current;
   }
@@ -83,7 +89,8 @@ export class Netmaps {
     return this.view?.version !== this.current;
   }
 
-  rebuild(nodes: readonly NodeRecord[], userName: (id: number | null) => string | null, online: (nodeKey: string) => boolean, now: number): void {
+  /** `version`: the version the node list was read at (default: the current one). */
+  rebuild(nodes: readonly NodeRecord[], userName: (id: number | null) => string | null, online: (nodeKey: string) => boolean, now: number, version = this.current): void {
     const peers = new Map<string, PeerNode>();
     const selves = new Map<string, SelfNode>();
     for (const n of nodes) {
@@ -91,7 +98,7 @@ export class Netmaps {
       selves.set(n.nodeKey, selfOf(n, user));
       if (isActive(n, now)) peers.set(n.nodeKey, peerOf(n, user, online(n.nodeKey)));
     }
-    this.view = { version: this.current, peers, selves, peerList: [...peers.values()] };
+    this.view = { version, peers, selves, peerList: [...peers.values()] };
   }
 
   /**
@@ -107,12 +114,13 @@ export class Netmaps {
     const active = view.peers.has(nodeKey);
     const changedKeys = active ? this.changesSince(since) : null;
     // A change to the node itself (approved, re-authenticated) may change what it may see: send all.
-    if (changedKeys === null || changedKeys.has(nodeKey)) {
+    if (changedKeys === null || changedKeys.get(nodeKey) === false) {
       return { version, self, peers: active ? view.peerList.filter((p) => p.publicKey !== nodeKey) : [] };
     }
     const peersChanged: PeerNode[] = [];
     const peersRemoved: string[] = [];
-    for (const key of changedKeys) {
+    for (const key of changedKeys.keys()) {
+      if (key === nodeKey) continue;
       const p = view.peers.get(key);
       if (p) peersChanged.push(p);
       else peersRemoved.push(key);
@@ -120,17 +128,17 @@ export class Netmaps {
     return { version, self, peersChanged, peersRemoved };
   }
 
-  /** Keys changed after `since`, or null when a full map is needed. */
-  private changesSince(since: number): Set<string> | null {
+  /** Keys changed after `since` (true: only in how peers see it), or null when a full map is needed. */
+  private changesSince(since: number): Map<string, boolean> | null {
     if (since <= 0 || since > this.current) return null;
-    if (since === this.current) return new Set();
+    if (since === this.current) return new Map();
     const first = this.log[0];
     if (!first || first.version > since + 1) return null;
-    const keys = new Set<string>();
+    const keys = new Map<string, boolean>();
     for (let i = this.log.length - 1; i >= 0 && this.log[i].version > since; i--) {
-      const k = this.log[i].key;
-      if (k === null) return null;
-      keys.add(k);
+      const { key, peersOnly } = this.log[i];
+      if (key === null) return null;
+      keys.set(key, peersOnly && keys.get(key) !== false);
     }
     return keys;
   }
