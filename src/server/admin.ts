@@ -8,6 +8,8 @@ import { ApiError, asObject, badRequest, optBool, optString, optStringArray, rea
 import { isActive } from './netmap.js';
 import type { Mesh } from './mesh.js';
 import type { AuthKeyRecord, NodeRecord, Store } from './store.js';
+import { checkPolicy, DEFAULT_POLICY_TEXT } from './policy.js';
+import { routeView } from './routes.js';
 
 export const ADMIN = '/meshd/v1/admin';
 const TAG = /^tag:[a-z0-9][a-z0-9-]{0,62}$/;
@@ -97,7 +99,7 @@ export async function serveAdmin(ctx: AdminContext, req: IncomingMessage, path: 
     }
   });
   const method = req.method ?? 'GET';
-  const route = `${method} ${parts[0] ?? ''}${parts.length > 2 ? ` ${parts[2]}` : ''}`;
+  const route = parts[0] === 'policy' && parts.length === 2 ? `${method} policy ${parts[1]}` : `${method} ${parts[0] ?? ''}${parts.length > 2 ? ` ${parts[2]}` : ''}`;
   const ref = parts[1];
   switch (route) {
     case 'GET keys': {
@@ -166,6 +168,38 @@ export async function serveAdmin(ctx: AdminContext, req: IncomingMessage, path: 
       if (!name || !NAME.test(name)) throw badRequest(`name "${name ?? ''}" must be a DNS label: lowercase letters, digits and '-'`, 'bad-name');
       return updateNode(ctx, ref, 'node.rename', () => ({ name }));
     }
+    case 'GET routes':
+      return { routes: await routeList(ctx) };
+    case 'POST routes approve':
+    case 'POST routes reject': {
+      const approve = parts[2] === 'approve';
+      const all = await store.listRoutes();
+      const picked = all.filter((r) => String(r.id) === ref || r.prefix === ref);
+      if (!picked.length) throw new ApiError(404, 'no-such-route', `no advertised route "${ref}" (give its id or prefix; see meshd admin routes list)`);
+      for (const r of picked) {
+        await store.setRouteApproval(r.id, approve, audit(ctx, approve ? 'route.approve' : 'route.reject', `node:${r.nodeId}`, { prefix: r.prefix, route: r.id }));
+      }
+      ctx.mesh.changed(null);
+      const ids = new Set(picked.map((r) => r.id));
+      return { routes: (await routeList(ctx)).filter((r) => ids.has(r.id)) };
+    }
+    case 'GET policy': {
+      const p = await store.getPolicy();
+      return p ? { text: p.text, default: false, updatedAt: p.updatedAt } : { text: DEFAULT_POLICY_TEXT, default: true, updatedAt: null };
+    }
+    case 'POST policy check':
+    case 'POST policy set': {
+      const body = asObject(await readJson(req, 1 << 20));
+      const text = optString(body, 'text', 1 << 20);
+      if (text === undefined) throw badRequest('give the policy as {"text": "..."}');
+      await ctx.mesh.settle();
+      const checked = checkPolicy(text, ctx.mesh.policyNodes);
+      if (parts[1] === 'set') {
+        await store.setPolicy(text, ctx.now(), audit(ctx, 'policy.set', 'policy', { bytes: text.length, tests: checked.tests }));
+        ctx.mesh.setPolicy(checked.policy);
+      }
+      return { ok: true, tests: checked.tests };
+    }
     case 'GET users':
       return { users: await store.listUsers() };
     case 'GET audit': {
@@ -184,4 +218,10 @@ async function updateNode(ctx: AdminContext, ref: string, action: string, change
   if (!after) throw new ApiError(404, 'no-such-node', `node ${ref} is gone`);
   ctx.mesh.changed(n.nodeKey);
   return { node: nodeView(after, await userNames(ctx.store), ctx) };
+}
+
+async function routeList(ctx: AdminContext) {
+  await ctx.mesh.settle();
+  const names = new Map((await ctx.store.listNodes()).map((n) => [n.id, n.name]));
+  return (await ctx.store.listRoutes()).map((r) => routeView(r, ctx.mesh.routes, (id) => names.get(id) ?? `node ${id}`));
 }

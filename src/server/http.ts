@@ -9,6 +9,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** More fields for the error body (a policy error's line and column). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
     this.name = 'ApiError';
@@ -75,7 +77,7 @@ export function sendBytes(res: ServerResponse, body: Uint8Array): void {
 
 export function sendError(res: ServerResponse, err: unknown): ApiError {
   const e = err instanceof ApiError ? err : new ApiError(500, 'internal', 'internal server error');
-  const body: ErrorBody = { error: { code: e.code, message: e.message } };
+  const body: ErrorBody = { error: { ...e.extra, code: e.code, message: e.message } };
   sendJson(res, e.status, body);
   return e;
 }

@@ -5,7 +5,9 @@
 // rebuilt at most once per burst of changes.
 import type { MapResponse } from '../control/messages.js';
 import { MAP_POLL_MS } from '../control/messages.js';
-import { Netmaps } from './netmap.js';
+import { compilePolicy, DEFAULT_POLICY_TEXT, parsePolicy, type Policy, type PolicyNode } from '../policy/index.js';
+import { isActive, Netmaps } from './netmap.js';
+import { electPrimaries, type RouteTable } from './routes.js';
 import type { NodeRecord, Store } from './store.js';
 
 /** A node with no open poll for this long is offline. */
@@ -33,8 +35,19 @@ export interface MeshOptions {
   pollMs?: number;
 }
 
+/** A node as the policy compiler sees it. */
+export function policyNode(n: NodeRecord, user: string | null, routes: string[]): PolicyNode {
+  return { id: n.id, name: n.name, user, tags: n.tags, addresses: [n.ipv4, n.ipv6], routes };
+}
+
 export class Mesh {
   readonly netmaps = new Netmaps();
+  /** The policy in force; the server sets it (stored, --policy, or the default). */
+  policy: Policy = parsePolicy(DEFAULT_POLICY_TEXT);
+  /** Route states as of the last rebuild (for the admin API). */
+  routes: RouteTable = { byNode: new Map(), primaries: new Map() };
+  /** The active nodes as the policy saw them at the last rebuild (policy tests run against them). */
+  policyNodes: PolicyNode[] = [];
   private readonly presence = new Map<string, Presence>();
   private readonly waiters = new Set<Waiter>();
   private nodes: NodeRecord[] = [];
@@ -78,6 +91,17 @@ export class Mesh {
     });
   }
 
+  /** Views, routes and compiled policy as of the latest change. */
+  settle(): Promise<void> {
+    return this.fresh();
+  }
+
+  /** Puts a checked policy in force everywhere. */
+  setPolicy(p: Policy): void {
+    this.policy = p;
+    this.changed(null);
+  }
+
   private async fresh(): Promise<void> {
     while (this.netmaps.stale) {
       if (!this.rebuilding) {
@@ -85,15 +109,23 @@ export class Mesh {
           // The views are as of the version before the read: a change recorded
           // while the store is read (an async store) makes them stale again.
           const version = this.netmaps.version;
-          const [nodes, users] = await Promise.all([this.o.store.listNodes(), this.o.store.listUsers()]);
+          const [nodes, users, routes] = await Promise.all([this.o.store.listNodes(), this.o.store.listUsers(), this.o.store.listRoutes()]);
           const names = new Map(users.map((u) => [u.id, u.name]));
+          const userName = (id: number | null) => (id === null ? null : (names.get(id) ?? null));
+          const now = this.o.now();
+          const active = new Set(nodes.filter((n) => isActive(n, now)).map((n) => n.id));
+          const table = electPrimaries(routes, (id) => active.has(id));
+          this.routes = table;
           // The store's last-seen is written only now and then (server.ts); the mesh's is per request.
           for (const n of nodes) {
             const seen = this.presence.get(n.nodeKey)?.lastSeen;
             if (seen !== undefined && seen > (n.lastSeen ?? 0)) n.lastSeen = seen;
           }
           this.nodes = nodes;
-          this.netmaps.rebuild(nodes, (id) => (id === null ? null : (names.get(id) ?? null)), (k) => this.isOnline(k), this.o.now(), version);
+          const policyNodes = nodes.filter((n) => active.has(n.id)).map((n) => policyNode(n, userName(n.userId), table.primaries.get(n.id) ?? []));
+          const compiled = compilePolicy(this.policy, policyNodes);
+          this.policyNodes = policyNodes;
+          this.netmaps.rebuild(nodes, userName, (k) => this.isOnline(k), now, version, { routes: table, compiled });
           this.stats.rebuilds++;
         })().finally(() => {
           this.rebuilding = null;

@@ -8,7 +8,9 @@
 // still reaches back to v, else with the full list. Views are computed once
 // per version and shared by every poll, so one change costs O(nodes) to
 // build and O(changes) per node to send.
-import type { MapResponse, PeerNode, SelfNode } from '../control/messages.js';
+import type { MapResponse, PeerNode, RouteState, SelfNode } from '../control/messages.js';
+import type { CompiledNode } from '../policy/types.js';
+import type { RouteTable } from './routes.js';
 import type { NodeRecord } from './store.js';
 
 /** How many versions of history deltas can be computed across. */
@@ -23,18 +25,19 @@ function addressesOf(n: NodeRecord): string[] {
   return [`${n.ipv4}/32`, `${n.ipv6}/128`];
 }
 
-export function selfOf(n: NodeRecord, user: string | null): SelfNode {
-  return { id: n.id, name: n.name, addresses: addressesOf(n), user, tags: n.tags, keyExpiry: n.keyExpiry, authorized: n.authorized };
+export function selfOf(n: NodeRecord, user: string | null, routes: RouteState[] = []): SelfNode {
+  return { id: n.id, name: n.name, addresses: addressesOf(n), user, tags: n.tags, keyExpiry: n.keyExpiry, authorized: n.authorized, routes };
 }
 
-export function peerOf(n: NodeRecord, user: string | null, online: boolean): PeerNode {
+export function peerOf(n: NodeRecord, user: string | null, online: boolean, primaryRoutes: string[] = []): PeerNode {
   const addresses = addressesOf(n);
   return {
     id: n.id,
     name: n.name,
     publicKey: n.nodeKey,
     addresses,
-    allowedIps: addresses,
+    allowedIps: [...addresses, ...primaryRoutes],
+    primaryRoutes,
     endpoints: n.endpoints,
     online,
     lastSeen: n.lastSeen,
@@ -51,6 +54,14 @@ interface View {
   /** Every known node's self view (also inactive ones: a pending node learns it is pending). */
   selves: Map<string, SelfNode>;
   peerList: PeerNode[];
+  /** Per node id: its inbound filter and whom it may see (the policy, compiled for these nodes). */
+  compiled: Map<number, CompiledNode>;
+}
+
+/** What the policy and the routes make of the nodes (mesh.ts computes it). */
+export interface MeshState {
+  routes: RouteTable;
+  compiled: Map<number, CompiledNode>;
 }
 
 export class Netmaps {
@@ -90,15 +101,22 @@ export class Netmaps {
   }
 
   /** `version`: the version the node list was read at (default: the current one). */
-  rebuild(nodes: readonly NodeRecord[], userName: (id: number | null) => string | null, online: (nodeKey: string) => boolean, now: number, version = this.current): void {
+  rebuild(
+    nodes: readonly NodeRecord[],
+    userName: (id: number | null) => string | null,
+    online: (nodeKey: string) => boolean,
+    now: number,
+    version = this.current,
+    mesh: MeshState = { routes: { byNode: new Map(), primaries: new Map() }, compiled: allVisible(nodes, now) },
+  ): void {
     const peers = new Map<string, PeerNode>();
     const selves = new Map<string, SelfNode>();
     for (const n of nodes) {
       const user = userName(n.userId);
-      selves.set(n.nodeKey, selfOf(n, user));
-      if (isActive(n, now)) peers.set(n.nodeKey, peerOf(n, user, online(n.nodeKey)));
+      selves.set(n.nodeKey, selfOf(n, user, mesh.routes.byNode.get(n.id)));
+      if (isActive(n, now)) peers.set(n.nodeKey, peerOf(n, user, online(n.nodeKey), mesh.routes.primaries.get(n.id)));
     }
-    this.view = { version, peers, selves, peerList: [...peers.values()] };
+    this.view = { version, peers, selves, peerList: [...peers.values()], compiled: mesh.compiled };
   }
 
   /**
@@ -112,20 +130,23 @@ export class Netmaps {
     if (!self) return null;
     const version = view.version;
     const active = view.peers.has(nodeKey);
+    const compiled = active ? view.compiled.get(self.id) : undefined;
+    const packetFilter = compiled?.filter ?? [];
+    const visible = (p: PeerNode) => p.publicKey !== nodeKey && compiled !== undefined && compiled.visible.has(p.id);
     const changedKeys = active ? this.changesSince(since) : null;
     // A change to the node itself (approved, re-authenticated) may change what it may see: send all.
     if (changedKeys === null || changedKeys.get(nodeKey) === false) {
-      return { version, self, peers: active ? view.peerList.filter((p) => p.publicKey !== nodeKey) : [] };
+      return { version, self, packetFilter, peers: active ? view.peerList.filter(visible) : [] };
     }
     const peersChanged: PeerNode[] = [];
     const peersRemoved: string[] = [];
     for (const key of changedKeys.keys()) {
       if (key === nodeKey) continue;
       const p = view.peers.get(key);
-      if (p) peersChanged.push(p);
+      if (p && visible(p)) peersChanged.push(p);
       else peersRemoved.push(key);
     }
-    return { version, self, peersChanged, peersRemoved };
+    return { version, self, packetFilter, peersChanged, peersRemoved };
   }
 
   /** Keys changed after `since` (true: only in how peers see it), or null when a full map is needed. */
@@ -142,4 +163,11 @@ export class Netmaps {
     }
     return keys;
   }
+}
+
+/** Without a policy compiled: every active node sees every other and accepts everything (unit tests, tools). */
+function allVisible(nodes: readonly NodeRecord[], now: number): Map<number, CompiledNode> {
+  const ids = new Set(nodes.filter((n) => isActive(n, now)).map((n) => n.id));
+  const everything = [{ srcs: ['0.0.0.0/0', '::/0'], dsts: ['0.0.0.0/0', '::/0'], ports: [[0, 65535]] as Array<[number, number]>, protos: null }];
+  return new Map([...ids].map((id) => [id, { filter: everything, visible: ids }]));
 }

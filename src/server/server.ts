@@ -18,10 +18,14 @@ import { ADMIN, serveAdmin, type AdminContext } from './admin.js';
 import { parseAuthKey, secretMatches } from './authkeys.js';
 import { endpointsOf, isSealedPath, parseMap, parseRegister, serveSealed, type SealedCall } from './control.js';
 import { ApiError, sendError, sendJson } from './http.js';
-import { Mesh } from './mesh.js';
+import { Mesh, policyNode } from './mesh.js';
+import { checkPolicy } from './policy.js';
+import { parseHostinfo } from './routes.js';
+import { autoApproves, mayUseTag, parsePolicy } from '../policy/index.js';
+import type { Hostinfo } from '../control/messages.js';
 import { selfOf } from './netmap.js';
 import { SqliteStore } from './sqliteStore.js';
-import type { RegisterRefusal, Store } from './store.js';
+import type { NodeRecord, RegisterRefusal, Store } from './store.js';
 
 export const DEFAULT_NODE_KEY_EXPIRY_MS = 180 * 86_400_000;
 export const DEFAULT_EPHEMERAL_TIMEOUT_MS = 120_000;
@@ -38,6 +42,8 @@ export interface ServerOptions {
   tls?: { cert: string; key: string };
   nodeKeyExpiryMs?: number | null;
   ephemeralTimeoutMs?: number;
+  /** A policy to put in force at start (`--policy FILE`); refused, and the start fails, if it does not check. */
+  policy?: { text: string; source: string };
   now?: () => number;
   pollMs?: number;
 }
@@ -83,6 +89,8 @@ export class CoordinationServer {
   private readonly now: () => number;
   private readonly admin: AdminContext;
   private readonly lastSeenWriteMs: number;
+  /** Each node's last applied hostinfo, so a poll that repeats it costs nothing. */
+  private readonly hostinfoSeen = new Map<number, string>();
 
   private constructor(
     readonly o: ServerOptions,
@@ -112,6 +120,12 @@ export class CoordinationServer {
     const token = loadOrCreateAdminToken(join(o.stateDir, 'admin.token'));
     const store = SqliteStore.open(dbPath);
     const s = new CoordinationServer(o, key, createHash('sha256').update(token).digest(), store);
+    try {
+      await s.loadPolicy();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
     const tls = o.tls ? { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) } : null;
     const handler = (req: IncomingMessage, res: ServerResponse) => void s.serve(req, res);
     s.http = tls ? createHttpsServer(tls, handler) : createHttpServer(handler);
@@ -202,8 +216,63 @@ export class CoordinationServer {
     }
   }
 
+  /** The stored policy, replaced first by --policy if given (which must check); else the default. */
+  private async loadPolicy(): Promise<void> {
+    await this.mesh.settle();
+    if (this.o.policy) {
+      let checked;
+      try {
+        checked = checkPolicy(this.o.policy.text, this.mesh.policyNodes);
+      } catch (err) {
+        throw new ServerError('EPOLICY', `${this.o.policy.source}:${(err as Error).message.match(/^\d+:/) ? '' : ' '}${(err as Error).message}`);
+      }
+      const stored = await this.store.getPolicy();
+      if (stored?.text !== this.o.policy.text) {
+        await this.store.setPolicy(this.o.policy.text, this.now(), { at: this.now(), actor: 'server', action: 'policy.set', target: 'policy', detail: { source: this.o.policy.source } });
+      }
+      this.mesh.setPolicy(checked.policy);
+      return;
+    }
+    const stored = await this.store.getPolicy();
+    if (stored) this.mesh.setPolicy(parsePolicy(stored.text));
+    else this.o.log.warn('no policy set: every node may reach every node (meshd admin policy set FILE to restrict)');
+  }
+
+  /**
+   * What the node asked for beyond joining: its tags (only those its auth
+   * key carries or tagOwners lets its owner use) and its advertised routes
+   * (auto-approved where the policy's autoApprovers say so). Applied when it
+   * differs from what this node last sent.
+   */
+  private async applyHostinfo(node: NodeRecord, h: Hostinfo | null): Promise<void> {
+    if (!h) return;
+    const seen = JSON.stringify(h);
+    if (this.hostinfoSeen.get(node.id) === seen) return;
+    const policy = this.mesh.policy;
+    const key = node.authKeyId === null ? null : (await this.store.listAuthKeys()).find((k) => k.id === node.authKeyId);
+    const keyTags = key?.tags ?? [];
+    const user = node.userId === null ? null : ((await this.store.listUsers()).find((u) => u.id === node.userId)?.name ?? null);
+    for (const t of h.advertiseTags) {
+      if (!keyTags.includes(t) && !mayUseTag(policy, t, { user, tags: keyTags })) {
+        throw new ApiError(403, 'tag-not-allowed', `${t} is not a tag of this node's auth key, and the policy's tagOwners does not let ${user ?? keyTags.join(',')} use it`);
+      }
+    }
+    const tags = [...new Set([...keyTags, ...h.advertiseTags])].sort();
+    let changed = false;
+    if (tags.join(',') !== [...node.tags].sort().join(',')) {
+      await this.store.updateNode(node.id, { tags }, { at: this.now(), actor: `node:${node.id}`, action: 'node.tags', target: `node:${node.id}`, detail: { tags } });
+      changed = true;
+    }
+    const pn = policyNode({ ...node, tags }, user, []);
+    const auto = h.advertiseRoutes.filter((r) => autoApproves(policy, r, pn));
+    if (await this.store.setAdvertisedRoutes(node.id, h.advertiseRoutes, auto, this.now())) changed = true;
+    this.hostinfoSeen.set(node.id, seen);
+    if (changed) this.mesh.changed(null);
+  }
+
   private async register(call: SealedCall, endpoints: string[]): Promise<RegisterResponse> {
     const req = parseRegister(call.payload);
+    const hostinfo = parseHostinfo(call.payload);
     const now = this.now();
     let authKeyId: number | null = null;
     if (req.authKey !== undefined) {
@@ -232,6 +301,8 @@ export class CoordinationServer {
     this.mesh.seen(call.nodeKey);
     this.mesh.changed(call.nodeKey);
     if (r.created) this.o.log.info({ node: r.node.id, name: r.node.name, ipv4: r.node.ipv4 }, 'node registered');
+    this.hostinfoSeen.delete(r.node.id);
+    await this.applyHostinfo(r.node, hostinfo);
     const users = await this.store.listUsers();
     const user = users.find((u) => u.id === r.node.userId)?.name ?? null;
     return { node: selfOf(r.node, user) };
@@ -239,6 +310,7 @@ export class CoordinationServer {
 
   private async map(call: SealedCall, endpoints: string[]): Promise<MapResponse> {
     const req = parseMap(call.payload);
+    const hostinfo = parseHostinfo(call.payload);
     const node = await this.store.nodeByKey(call.nodeKey);
     if (!node) throw new ApiError(401, 'node-unknown', REFUSALS['node-unknown'][1]);
     const now = this.now();
@@ -252,6 +324,7 @@ export class CoordinationServer {
     // 1,000 nodes answering one change meant 1,000 fsyncs on the event loop.
     if (moved || node.lastSeen === null || now - node.lastSeen >= this.lastSeenWriteMs) await this.store.touchNode(node.id, now, moved ? endpoints : undefined);
     if (moved) this.mesh.changed(call.nodeKey, true);
+    await this.applyHostinfo(node, hostinfo);
     const r = await this.mesh.poll(call.nodeKey, req.since, req.wait, call.closed);
     if (!r) throw new ApiError(401, 'node-unknown', 'this node was removed from the mesh');
     return r;

@@ -117,7 +117,7 @@ describe('Netmaps (server)', () => {
     expect(r.peersRemoved).toBeUndefined();
     expect(ids(r.peers)).toEqual([2, 6]);
     const self: SelfNode = {
-      id: 1, name: 'host1', addresses: ['100.64.0.1/32', 'fd7a:115c:a1e0::1/128'], user: 'alice', tags: [], keyExpiry: null, authorized: true,
+      id: 1, name: 'host1', addresses: ['100.64.0.1/32', 'fd7a:115c:a1e0::1/128'], user: 'alice', tags: [], keyExpiry: null, authorized: true, routes: [],
     };
     expect(r.self).toEqual(self);
     const p2: PeerNode = {
@@ -126,6 +126,7 @@ describe('Netmaps (server)', () => {
       publicKey: keyOf(2),
       addresses: ['100.64.0.2/32', 'fd7a:115c:a1e0::2/128'],
       allowedIps: ['100.64.0.2/32', 'fd7a:115c:a1e0::2/128'],
+      primaryRoutes: [],
       endpoints: ['192.0.2.2:41641'],
       online: true,
       lastSeen: NOW - 10,
@@ -170,7 +171,7 @@ describe('Netmaps (server)', () => {
     expect(r.peersChanged![0].endpoints).toEqual(['198.51.100.2:41641', '192.0.2.2:41641']);
     expect(r.self).toEqual(w.full(1).self);
     // Up to date: an empty delta.
-    expect(w.maps.responseFor(keyOf(1), v1)).toEqual({ version: v1, self: w.full(1).self, peersChanged: [], peersRemoved: [] });
+    expect(w.maps.responseFor(keyOf(1), v1)).toEqual({ version: v1, self: w.full(1).self, packetFilter: w.full(1).packetFilter, peersChanged: [], peersRemoved: [] });
   });
 
   it('sends removals for a peer that became inactive or was deleted, and a change when it comes back', () => {
@@ -349,7 +350,7 @@ describe('NetmapView (node) against Netmaps (server)', () => {
     const replaced = v.apply({ version: 9, self: w.full(1).self, peers: [] });
     expect(replaced).toBe(true);
     expect(v.peers.size).toBe(0);
-    expect(v.toJSON()).toEqual({ version: 9, self: w.full(1).self, packetFilter: [], peers: [] });
+    expect(v.toJSON()).toEqual({ version: 9, self: w.full(1).self, packetFilter: w.full(1).packetFilter, peers: [] });
   });
 
   it('reproduces the server full map after every step of a random history (200 steps)', () => {

@@ -449,7 +449,7 @@ describe('netmaps', () => {
     expect(keysOf((await map(c)).peers)).toEqual([a.pub, b.pub].sort());
     // Nothing changed since: an empty delta, at once.
     const d = await map(a, m.version);
-    expect(d).toEqual({ version: m.version, self: a.self, peersChanged: [], peersRemoved: [] });
+    expect(d).toEqual({ version: m.version, self: a.self, packetFilter: m.packetFilter, peersChanged: [], peersRemoved: [] });
   });
 
   it('answers a long poll within a second of a change, with a delta', async () => {
