@@ -239,6 +239,6 @@ export async function policyPut(t: AdminTarget, verb: 'set' | 'check', path: str
   } catch (err) {
     // "policy.json:3:14: ..." so an editor can jump to it.
     const e = err as CliError;
-    throw new CliError(e.code, `${path}${e.message.startsWith(':') ? '' : ': '}${e.message}`);
+    throw new CliError(e.code, `${path}${/^\d+:\d+: /.test(e.message) ? ':' : ': '}${e.message}`);
   }
 }

@@ -162,6 +162,9 @@ def serve(conn, addr):
         f = conn.makefile('rwb', buffering=0)
         first = f.readline()
         if first.startswith(b'GET '):
+            # Read the whole request first: closing with unread bytes would send a RST.
+            while f.readline() not in (b'\\r\\n', b'\\n', b''):
+                pass
             conn.sendall(b'HTTP/1.0 200 OK\\r\\ncontent-type: text/plain\\r\\n\\r\\npeer=' + addr[0].encode() + b'\\n')
             return
         line = first
