@@ -120,9 +120,20 @@ describe.skipIf(process.getuid?.() !== 0)('subnet routers and policy (network na
     });
     expect((await routes(d.server)).map((r) => r.state)).toEqual(['primary']);
     await waitFor('the laptop to reach the VPC host', async () => (await reachesVpc(d.laptop)) === ROUTER_VPC, 5_000, 200);
+    // A second router for the same prefix (approved by hand: bob is no auto-approver) stands by.
+    await d.other.up('--advertise-routes', '10.0.0.0/16');
+    const second = (await routes(d.server)).find((r) => r.node === 'other')!;
+    expect(second.state).toBe('pending');
+    expect((await d.server.admin('routes', 'approve', String(second.id))).code).toBe(0);
+    expect((await routes(d.server)).map((r) => [r.node, r.state])).toEqual([['router', 'primary'], ['other', 'standby']]);
+    const allowed = async () => (await run(d.laptop.host.ns, 'wg', ['show', d.laptop.tun, 'allowed-ips'])).stdout;
+    await waitFor('the laptop to know the standby', async () => (await d.laptop.status()).peers.some((p) => p.name === 'other'), 5_000, 100);
+    expect((await allowed()).split('\n').filter((l) => l.includes('10.0.0.0/16'))).toHaveLength(1);
+    expect(await reachesVpc(d.laptop)).toBe(ROUTER_VPC);
+    await d.other.up('--advertise-routes=');
     await d.router.up('--advertise-routes=');
     await waitFor('the withdrawn route to leave the laptop', async () => !(await kernelRoutes(d.laptop)).includes('10.0.0.0/16'), 5_000, 100);
-    expect((await routes(d.server)).map((r) => r.state)).toEqual(['withdrawn']);
+    expect((await routes(d.server)).map((r) => r.state)).toEqual(['withdrawn', 'withdrawn']);
     expect(await reachesVpc(d.laptop)).toBeNull();
   });
 
@@ -253,6 +264,11 @@ c.sendall(b'two\\n'); print(c.recv(100).decode().strip(), flush=True)
     expect(tag.stderr.trim().split('\n')).toHaveLength(1);
     expect(tag.stderr).toMatch(/tag:router/);
     expect(await routes(server)).toEqual([]);
+    // tagOwners lets alice use tag:web: accepted, and the node carries it.
+    await setPolicy(server, `{ "tagOwners": { "tag:web": ["alice"] }, "acls": [] }`);
+    await n.up('--login-server', server.url, '--authkey', key, '--advertise-tags', 'tag:web');
+    const nodes = await server.adminJson<{ nodes: Array<{ tags: string[] }> }>('nodes', 'list');
+    expect(nodes.nodes[0].tags).toEqual(['tag:web']);
 
     const good = `{ "acls": [ { "action": "accept", "src": ["alice"], "dst": ["*:22"] } ] }`;
     await setPolicy(server, good);
