@@ -12,10 +12,10 @@
 // a failed test prints the tail of every daemon's log.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  formatEndpoint, iperfClient, iperfServer, keyPair, Lab, MESHD, must, ping, presharedKey, run, sleep, udpReceiveErrors, udpSend, udpSink,
-  waitFor, type Host, type InterfaceSpec, type PeerDump, type PingResult, type Proc, type Topology, type WgKind, type WgNode,
+  formatEndpoint, iperfClient, iperfServer, keyPair, labPerTest, MESHD, must, ping, presharedKey, run, sleep, udpReceiveErrors, udpSend, udpSink,
+  waitFor, type Host, type InterfaceSpec, type Lab, type PeerDump, type PingResult, type Proc, type Topology, type WgKind, type WgNode,
 } from '../support/netns.js';
 
 const KINDS: WgKind[] = ['wireguard-go', 'meshd'];
@@ -110,17 +110,7 @@ function expectAccounted(tx: number, rx: number, drops: number, what: string): v
 }
 
 describe.skipIf(process.getuid?.() !== 0)('meshd interop over network namespaces', () => {
-  beforeEach(({ onTestFailed }) => {
-    const current = new Lab();
-    lab = current;
-    onTestFailed(() => console.error(`lab ${current.dir}:\n${current.report()}`));
-  });
-  afterEach(async () => {
-    await lab.cleanup();
-  });
-  afterAll(async () => {
-    await Lab.cleanupAll();
-  });
+  labPerTest((l) => (lab = l));
 
   // 1 ---------------------------------------------------------------------
   describe.each(KINDS)('1. ping overlay v4+v6 both ways (peer: %s)', (kind) => {

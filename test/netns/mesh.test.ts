@@ -6,8 +6,8 @@ import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { X25519PrivateKey } from '../../src/crypto/x25519.js';
 import { decodeKeyBase64, encodeKeyBase64 } from '../../src/config/keys.js';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Lab, run, sleep, waitFor, type Host } from '../support/netns.js';
+import { describe, expect, it } from 'vitest';
+import { Lab, labPerTest, run, sleep, waitFor, type Host } from '../support/netns.js';
 
 const serverPublicKey = (priv: string) => encodeKeyBase64(X25519PrivateKey.fromBytes(decodeKeyBase64(priv)).publicKey);
 import { startNode, startServer, type MeshNode, type MeshServer } from '../support/mesh.js';
@@ -57,17 +57,7 @@ interface AdminNode {
 }
 
 describe.skipIf(process.getuid?.() !== 0)('joining a mesh through meshd server (network namespaces)', () => {
-  beforeEach(({ onTestFailed }) => {
-    const current = new Lab();
-    lab = current;
-    onTestFailed(() => console.error(`lab ${current.dir}:\n${current.report()}`));
-  });
-  afterEach(async () => {
-    await lab.cleanup();
-  });
-  afterAll(async () => {
-    await Lab.cleanupAll();
-  });
+  labPerTest((l) => (lab = l));
 
   it('three nodes join with one key and ping each other (v4, v6); a fourth is reachable from all within 2 s, no restart', async () => {
     const m = await mesh(3, { extraHosts: 1 });

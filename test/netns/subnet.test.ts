@@ -3,8 +3,8 @@
 // TCP service on :8080, reachable only through the router), a laptop with
 // --accept-routes, another mesh node, and the coordination server with its
 // policy. Each test builds its own lab and removes it, also on failure.
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Lab, must, run, waitFor, type Host } from '../support/netns.js';
+import { describe, expect, it } from 'vitest';
+import { labPerTest, must, run, waitFor, type Host, type Lab } from '../support/netns.js';
 import { httpPeer, peerService, startNode, startServer, type MeshNode, type MeshServer } from '../support/mesh.js';
 
 let lab: Lab;
@@ -76,17 +76,7 @@ async function kernelRoutes(n: MeshNode): Promise<string> {
 const reachesVpc = (n: MeshNode, port = 80) => httpPeer(n.host.ns, VPC_HOST, port, 1);
 
 describe.skipIf(process.getuid?.() !== 0)('subnet routers and policy (network namespaces)', () => {
-  beforeEach(({ onTestFailed }) => {
-    const current = new Lab();
-    lab = current;
-    onTestFailed(() => console.error(`lab ${current.dir}:\n${current.report()}`));
-  });
-  afterEach(async () => {
-    await lab.cleanup();
-  });
-  afterAll(async () => {
-    await Lab.cleanupAll();
-  });
+  labPerTest((l) => (lab = l));
 
   it('an advertised route is pending until approved; then the laptop reaches the VPC host, SNATed to the router', async () => {
     const d = await deploy();

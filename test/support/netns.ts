@@ -18,6 +18,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeEach } from 'vitest';
 
 export const MESHD = fileURLToPath(new URL('../../bin/meshd', import.meta.url));
 export const UAPI_DIR = '/var/run/wireguard';
@@ -588,6 +589,27 @@ export class Lab {
     for (const n of this.wgNames) rmSync(`${UAPI_DIR}/${n}.sock`, { force: true });
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Gives each test of the enclosing describe its own Lab (handed to `use`),
+ * removed after the test even when it fails, with every process's output
+ * printed for a failed test.
+ */
+export function labPerTest(use: (lab: Lab) => void): void {
+  let current: Lab | null = null;
+  beforeEach(({ onTestFailed }) => {
+    const lab = new Lab();
+    current = lab;
+    use(lab);
+    onTestFailed(() => console.error(`lab ${lab.dir}:\n${lab.report()}`));
+  });
+  afterEach(async () => {
+    await current?.cleanup();
+  });
+  afterAll(async () => {
+    await Lab.cleanupAll();
+  });
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import { SocketAddress } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { AllowedIps, formatCidr, parseCidr } from '../../src/device/allowedips.js';
+import { prng } from '../support/prng.js';
 
 const ip = (text: string): Uint8Array => parseCidr(text).addr;
 
@@ -31,17 +32,6 @@ function v6Packet(src: string, dst: string): Uint8Array {
   return p;
 }
 
-/** mulberry32: small, seeded, good enough to spread test data. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /**
  * White-box check of the trie, as the kernel test reads t.root4: parent links

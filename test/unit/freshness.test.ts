@@ -3,6 +3,7 @@
 // that gives memory back, and the bound on what it tracks.
 import { describe, expect, it } from 'vitest';
 import { FRESHNESS_WINDOW_MS, FreshnessGuard, MAX_TRACKED_REQUESTS } from '../../src/control/freshness.js';
+import { prng } from '../support/prng.js';
 
 const W = 60_000;
 const START = 1_750_000_000_000;
@@ -15,17 +16,6 @@ function eph(n: number): Uint8Array {
   return k;
 }
 
-/** Seeded PRNG (mulberry32), so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('FreshnessGuard', () => {
   it('has the documented defaults', () => {

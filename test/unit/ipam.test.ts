@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseIp } from '../../src/net/ipaddr.js';
 import { ipv6ForIpv4, nameCandidatesPrefix, nextFreeIpv4, OVERLAY_V4, OVERLAY_V6, sanitizeHostname, uniqueName } from '../../src/server/ipam.js';
+import { prng as rng } from '../support/prng.js';
 
 const v4 = (n: number): string => `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
 
@@ -15,17 +16,6 @@ function allocatable(count: number, from = 0x64400000): string[] {
   return out;
 }
 
-/** A small deterministic PRNG (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 describe('overlay ranges', () => {
   it('are the CGNAT /10 and the ULA /48', () => {

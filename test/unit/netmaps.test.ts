@@ -8,6 +8,7 @@ import type { MapResponse, PeerNode, SelfNode } from '../../src/control/messages
 import { meshConfig, NetmapView, OVERLAY_ROUTES, pickEndpoint } from '../../src/control/netmap.js';
 import { decodeKeyBase64, encodeKeyBase64 } from '../../src/config/keys.js';
 import { formatCidr, formatIp } from '../../src/net/ipaddr.js';
+import { prng } from '../support/prng.js';
 
 const NOW = 1_750_000_000_000;
 const START_VERSION = 1_000_000;
@@ -314,17 +315,6 @@ describe('Netmaps (server)', () => {
   });
 });
 
-/** Seeded PRNG (mulberry32), so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('NetmapView (node) against Netmaps (server)', () => {
   it('applies full maps and deltas, and says whether anything changed', () => {

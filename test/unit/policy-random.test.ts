@@ -6,17 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseIp } from '../../src/net/ipaddr.js';
 import { compilePolicy, parsePolicy, type FilterRule, type Policy, type PolicyAlias, type PolicyNode } from '../../src/policy/index.js';
+import { prng as rng } from '../support/prng.js';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Net {
   v6: boolean;
