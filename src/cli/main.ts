@@ -5,7 +5,7 @@ import { hideBin } from 'yargs/helpers';
 import { CliError } from './errors.js';
 import { genkey, genpsk, pubkey, readStdin } from './keys.js';
 import { runDaemon } from './daemon.js';
-import { down, ip, logout, status, up } from './node.js';
+import { down, ip, logout, ping, status, up } from './node.js';
 import { auditList, DEFAULT_ADMIN_URL, DEFAULT_SERVER_STATE_DIR, defaultTokenFile, keysCreate, keysList, keysRevoke, nodesAction, nodesList, policyGet, policyPut, routesAction, routesList, runServer, type AdminTarget } from './admin.js';
 import { DEFAULT_SOCKET } from '../node/localapi.js';
 import type { Argv } from 'yargs';
@@ -139,6 +139,17 @@ export async function main(argv: string[]): Promise<void> {
       'This node\'s (or a peer\'s) overlay addresses',
       (y) => y.positional('peer', { type: 'string' }).option('4', { type: 'boolean', default: false }).option('6', { type: 'boolean', default: false }).option('socket', socketOpt),
       (a) => ip(a.socket, a['4'] ? 4 : a['6'] ? 6 : null, a.peer),
+    )
+    .command(
+      'ping <peer>',
+      'Ping a peer through the mesh (by name, overlay IP or key): path and RTT',
+      (y) =>
+        y
+          .positional('peer', { type: 'string', demandOption: true })
+          .option('count', { type: 'number', default: 10, describe: 'tries before giving up (stops at the first reply)' })
+          .option('timeout', { type: 'number', default: 1, describe: 'seconds to wait for each reply' })
+          .option('socket', socketOpt),
+      (a) => ping(a.socket, a.peer, a.count, a.timeout),
     )
     .command(
       'server',

@@ -142,3 +142,20 @@ export async function ip(socket: string, family: 4 | 6 | null, peer: string | un
     process.stdout.write(`${a}\n`);
   }
 }
+
+/** `meshd ping PEER`: through the mesh, until a reply or `tries` timeouts; non-zero exit if none answered. */
+export async function ping(socket: string, peer: string, tries: number, timeoutS: number): Promise<void> {
+  const r = await call<{ peer: string; address: string; endpoint: string | null; results: Array<number | null> }>(
+    socket,
+    'POST',
+    '/ping',
+    { peer, tries, timeoutMs: Math.round(timeoutS * 1000) },
+    (tries * timeoutS + 10) * 1000,
+  );
+  const via = r.endpoint ? `via ${r.endpoint} (direct)` : 'via (no endpoint yet)';
+  for (const rtt of r.results) {
+    if (rtt === null) process.stdout.write(`timeout waiting for ${r.peer} (${r.address})\n`);
+    else process.stdout.write(`pong from ${r.peer} (${r.address}) ${via} in ${rtt.toFixed(2)} ms\n`);
+  }
+  if (r.results.every((x) => x === null)) throw new CliError('ENOREPLY', `no reply from ${r.peer} (${r.address}) after ${r.results.length} tries (is the policy letting ICMP through?)`);
+}

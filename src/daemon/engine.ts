@@ -63,12 +63,14 @@ export class Engine {
   /** Set by applyMesh: the routes are these, not the peers' allowed IPs. */
   private fixedRoutes: string[] | null = null;
   private linkUp = false;
+  /** Sees each decrypted inbound packet before the TUN; true keeps it from the kernel (meshd ping's replies). */
+  interceptInbound: ((packet: Uint8Array) => boolean) | null = null;
   closed = false;
 
   private constructor(readonly name: string, private readonly log: Logger, mtu: number) {
     this.device = new Device({
       bind: { send: (p, to) => this.udp?.send(p, to) },
-      tun: { write: (p) => (this.tun ? this.tun.write(p) : false) },
+      tun: { write: (p) => (this.interceptInbound?.(p) ? true : this.tun ? this.tun.write(p) : false) },
       mtu,
       log: (event, fields) => log.debug({ ...fields, event }, event),
     });

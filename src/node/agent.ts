@@ -9,6 +9,7 @@ import { MAP_POLL_MS, type MapResponse } from '../control/messages.js';
 import { acceptedSubnets, meshConfig, NetmapView, routedSubnets } from '../control/netmap.js';
 import { PacketFilter } from '../filter/index.js';
 import { SubnetRouter } from './router.js';
+import { Pinger } from './ping.js';
 import { decodeKeyBase64, encodeKeyBase64 } from '../config/keys.js';
 import { X25519PrivateKey } from '../crypto/x25519.js';
 import { Engine } from '../daemon/engine.js';
@@ -69,6 +70,7 @@ export class NodeAgent {
   /** Default deny until the first netmap brings the policy's rules. */
   private readonly filter = new PacketFilter([]);
   private readonly router: SubnetRouter;
+  private readonly pinger = new Pinger();
   private pollAbort = 0;
   private waiters = new Set<() => void>();
   status: AgentState = 'stopped';
@@ -168,6 +170,34 @@ export class NodeAgent {
     this.prefs = this.state.prefs();
     this.status = 'stopped';
     this.view = new NetmapView();
+  }
+
+  /**
+   * Echo requests to a peer through the tunnel until one is answered or
+   * `tries` went unanswered. Takes the policy's path: a peer whose filter
+   * refuses ICMP from us does not answer.
+   */
+  async ping(ref: string, tries: number, timeoutMs: number): Promise<{ peer: string; address: string; endpoint: string | null; results: Array<number | null> }> {
+    const engine = this.engine;
+    const self4 = this.view.self?.addresses.find((a) => !a.includes(':'))?.split('/')[0];
+    if (!engine || !self4 || this.status !== 'running') throw new AgentError('ENOTUP', 'not connected: run meshd up', 409);
+    const peer = [...this.view.peers.values()].find((p) => p.name === ref || p.publicKey === ref || p.addresses.some((a) => a.split('/')[0] === ref));
+    if (!peer) throw new AgentError('ENOPEER', `no peer "${ref}" in this node's netmap (meshd status lists them)`, 404);
+    const address = peer.addresses.find((a) => !a.includes(':'))!.split('/')[0];
+    const results: Array<number | null> = [];
+    engine.interceptInbound = (p) => this.pinger.intercept(p);
+    try {
+      for (let i = 0; i < tries; i++) {
+        const rtt = await this.pinger.once(self4, address, i, timeoutMs, (p) => engine.device.send(p));
+        results.push(rtt);
+        if (rtt !== null) break;
+      }
+    } finally {
+      if (!this.pinger.active) engine.interceptInbound = null;
+    }
+    const live = engine.peerSnapshots().find((p) => encodeKeyBase64(p.publicKey) === peer.publicKey);
+    const endpoint = live?.endpoint ? formatIpEndpoint({ ...parseIp(live.endpoint.address)!, port: live.endpoint.port }) : null;
+    return { peer: peer.name, address, endpoint, results };
   }
 
   async close(): Promise<void> {

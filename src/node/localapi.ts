@@ -78,6 +78,14 @@ async function handle(agent: NodeAgent, req: IncomingMessage, res: ServerRespons
       case 'POST /logout':
         await agent.logout();
         return sendJson(res, 200, { state: agent.status });
+      case 'POST /ping': {
+        const b = asObject(await readJson(req, 64 * 1024));
+        const peer = optString(b, 'peer', 255);
+        if (!peer) throw new ApiError(400, 'bad-request', 'give the peer to ping: a name, overlay IP or public key');
+        const tries = Math.min(Math.max(optNumber(b, 'tries') ?? 10, 1), 100);
+        const timeoutMs = Math.min(Math.max(optNumber(b, 'timeoutMs') ?? 1000, 100), 10_000);
+        return sendJson(res, 200, await agent.ping(peer, tries, timeoutMs));
+      }
       case 'GET /status':
         return sendJson(res, 200, agent.snapshot());
       default:
