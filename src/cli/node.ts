@@ -2,10 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { formatCidr, maskBytes, parseCidr } from '../net/ipaddr.js';
 import { localRequest } from '../node/localapi.js';
-import type { NodeAgent } from '../node/agent.js';
+import type { StatusJson } from '../node/status.js';
 import { CliError } from './errors.js';
 
-type Snapshot = ReturnType<NodeAgent['snapshot']>;
 
 export interface UpArgs {
   socket: string;
@@ -93,9 +92,9 @@ export async function logout(socket: string): Promise<void> {
   process.stdout.write('logged out: this node was removed from the mesh and its key deleted\n');
 }
 
-function ago(ms: number | null): string {
+function ago(ms: number | null, now = Date.now()): string {
   if (!ms) return '-';
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  const s = Math.max(0, Math.round((now - ms) / 1000));
   return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
 }
 
@@ -104,29 +103,48 @@ function bytes(n: number): string {
 }
 
 export async function status(socket: string, json: boolean): Promise<void> {
-  const s = await call<Snapshot>(socket, 'GET', '/status');
+  const s = await call<StatusJson>(socket, 'GET', '/status');
   if (json) {
     process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
     return;
   }
+  process.stdout.write(formatStatus(s, Date.now()));
+}
+
+const v4 = (cidrs: string[]) => cidrs.find((c) => !c.includes(':'))?.split('/')[0] ?? '-';
+const owner = (x: { user: string | null; tags: string[] }) => (x.tags.length ? x.tags.join(',') : (x.user ?? '-'));
+
+/** The table `meshd status` prints, in the manner of `tailscale status`, then the health lines. */
+export function formatStatus(s: StatusJson, now: number): string {
+  const lines: string[] = [];
   if (!s.self) {
-    process.stdout.write(`state: ${s.state}${s.lastError ? ` (${s.lastError})` : ''}\n`);
-    if (s.state === 'stopped') process.stdout.write('not connected: run meshd up\n');
-    return;
+    lines.push(`state: ${s.state}`);
+    if (s.state === 'stopped') lines.push('not connected: run meshd up');
+  } else {
+    const selfRoutes = s.self.routes.map((r) => `${r.prefix}${r.primary ? '' : r.approved ? ' (standby)' : ' (pending)'}`).join(',') || '-';
+    const rows: string[][] = [[v4(s.self.addresses), s.self.name, owner(s.self), '-', '-', '-', selfRoutes, s.state === 'running' ? 'self' : s.state]];
+    for (const p of s.peers) {
+      rows.push([
+        v4(p.addresses),
+        p.name,
+        owner(p),
+        p.endpoint ? `${p.endpoint} (${p.direct ? 'direct' : 'relay'})` : '-',
+        ago(p.lastHandshake, now),
+        `${bytes(p.rxBytes)}/${bytes(p.txBytes)}`,
+        p.primaryRoutes.join(',') || '-',
+        p.online ? 'online' : `offline, seen ${ago(p.lastSeen, now)}`,
+      ]);
+    }
+    const all = [['IP', 'NAME', 'OWNER', 'ENDPOINT', 'HANDSHAKE', 'RX/TX', 'ROUTES', 'STATUS'], ...rows];
+    const widths = all[0].map((_, i) => Math.max(...all.map((r) => r[i].length)));
+    for (const r of all) lines.push(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
   }
-  const rows: string[][] = [[s.self.addresses[0]?.split('/')[0] ?? '-', s.self.name, s.self.user ?? s.self.tags.join(','), '-', 'self', '-', '-', s.state]];
-  for (const p of s.peers) {
-    rows.push([p.addresses[0]?.split('/')[0] ?? '-', p.name, p.user ?? p.tags.join(','), p.endpoint ?? '-', ago(p.lastHandshake), `${bytes(p.rxBytes)}/${bytes(p.txBytes)}`, p.online ? 'online' : `offline, seen ${ago(p.lastSeen)}`, '']);
-  }
-  const head = ['IP', 'NAME', 'OWNER', 'ENDPOINT', 'HANDSHAKE', 'RX/TX', 'STATUS', ''];
-  const all = [head, ...rows];
-  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  for (const r of all) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()}\n`);
-  if (s.lastError) process.stdout.write(`# control server: ${s.lastError}\n`);
+  for (const h of s.health) lines.push(`# ${h}`);
+  return `${lines.join('\n')}\n`;
 }
 
 export async function ip(socket: string, family: 4 | 6 | null, peer: string | undefined): Promise<void> {
-  const s = await call<Snapshot>(socket, 'GET', '/status');
+  const s = await call<StatusJson>(socket, 'GET', '/status');
   let addrs: string[];
   if (peer === undefined) {
     if (!s.self) throw new CliError('ENOTUP', 'not connected: run meshd up');

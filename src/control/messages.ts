@@ -64,7 +64,7 @@ export interface SelfNode {
   keyExpiry: number | null;
   authorized: boolean;
   /** The routes this node advertises, with their approval state. */
-  routes?: RouteState[];
+  routes: RouteState[];
 }
 
 export interface RegisterResponse {
@@ -88,7 +88,7 @@ export interface PeerNode {
   /** Its addresses plus the subnets it is the primary router for. */
   allowedIps: string[];
   /** The subnets alone (a node with --accept-routes routes these into its TUN). */
-  primaryRoutes?: string[];
+  primaryRoutes: string[];
   endpoints: string[];
   online: boolean;
   lastSeen: number | null;
@@ -108,7 +108,7 @@ export interface MapResponse {
    * What this node accepts inbound (for its addresses and routed subnets),
    * compiled from the policy; sent whole with every response. Empty: nothing.
    */
-  packetFilter?: FilterRule[];
+  packetFilter: FilterRule[];
   peers?: PeerNode[];
   peersChanged?: PeerNode[];
   peersRemoved?: string[];

@@ -10,6 +10,7 @@ import { acceptedSubnets, meshConfig, NetmapView, routedSubnets } from '../contr
 import { PacketFilter } from '../filter/index.js';
 import { SubnetRouter } from './router.js';
 import { Pinger } from './ping.js';
+import { buildStatus, type StatusJson } from './status.js';
 import { decodeKeyBase64, encodeKeyBase64 } from '../config/keys.js';
 import { X25519PrivateKey } from '../crypto/x25519.js';
 import { Engine } from '../daemon/engine.js';
@@ -205,38 +206,44 @@ export class NodeAgent {
     await this.stopEngine();
   }
 
-  snapshot() {
+  snapshot(): StatusJson {
     const live = new Map((this.engine?.peerSnapshots() ?? []).map((p) => [encodeKeyBase64(p.publicKey), p]));
-    return {
-      state: this.status,
-      loginServer: this.prefs.loginServer ? parseLoginUrl(this.prefs.loginServer).url : null,
-      publicKey: this.publicKey,
-      interface: this.engine?.tunName ?? null,
-      listenPort: this.engine?.listenPort ?? null,
-      lastError: this.lastError,
-      lastContact: this.lastContact || null,
-      self: this.view.self,
-      netmapVersion: this.view.version,
-      settings: {
-        advertiseRoutes: this.prefs.advertiseRoutes,
-        acceptRoutes: this.prefs.acceptRoutes,
-        snatSubnetRoutes: this.prefs.snatSubnetRoutes,
-        advertiseTags: this.prefs.advertiseTags,
+    return buildStatus(
+      {
+        state: this.status,
+        loginServer: this.prefs.loginServer ? parseLoginUrl(this.prefs.loginServer).url : null,
+        publicKey: this.publicKey,
+        interface: this.engine?.tunName ?? null,
+        listenPort: this.engine?.listenPort ?? null,
+        lastError: this.lastError,
+        lastContact: this.lastContact || null,
+        self: this.view.self,
+        netmapVersion: this.view.version,
+        settings: {
+          advertiseRoutes: this.prefs.advertiseRoutes,
+          acceptRoutes: this.prefs.acceptRoutes,
+          snatSubnetRoutes: this.prefs.snatSubnetRoutes,
+          advertiseTags: this.prefs.advertiseTags,
+        },
+        routing: this.router.active ? routedSubnets(this.view) : [],
+        acceptedRoutes: this.engine && this.prefs.acceptRoutes ? acceptedSubnets(this.view) : [],
+        packetFilter: this.view.packetFilter,
+        drops: this.engine?.device.drops.toJSON() ?? {},
+        filter: { ...this.filter.stats() },
+        peers: [...this.view.peers.values()].map((p) => {
+          const l = live.get(p.publicKey);
+          return {
+            ...p,
+            endpoint: l?.endpoint ? formatIpEndpoint({ ...parseIp(l.endpoint.address)!, port: l.endpoint.port }) : null,
+            direct: true,
+            lastHandshake: l && l.lastHandshakeTimeSec ? l.lastHandshakeTimeSec * 1000 : null,
+            rxBytes: Number(l?.rxBytes ?? 0),
+            txBytes: Number(l?.txBytes ?? 0),
+          };
+        }),
       },
-      routing: this.router.active ? routedSubnets(this.view) : [],
-      drops: this.engine?.device.drops.toJSON() ?? {},
-      filter: this.filter.stats(),
-      peers: [...this.view.peers.values()].map((p) => {
-        const l = live.get(p.publicKey);
-        return {
-          ...p,
-          endpoint: l?.endpoint ? formatIpEndpoint({ ...parseIp(l.endpoint.address)!, port: l.endpoint.port }) : null,
-          lastHandshake: l && l.lastHandshakeTimeSec ? l.lastHandshakeTimeSec * 1000 : null,
-          rxBytes: Number(l?.rxBytes ?? 0),
-          txBytes: Number(l?.txBytes ?? 0),
-        };
-      }),
-    };
+      Date.now(),
+    );
   }
 
   // -------------------------------------------------------------------------
