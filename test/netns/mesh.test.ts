@@ -96,6 +96,42 @@ describe.skipIf(process.getuid?.() !== 0)('joining a mesh through meshd server (
     expect(st.peers.every((p) => p.online)).toBe(true);
   });
 
+  it('meshd ping and meshd status through the mesh; no key, auth key or token in any log line', async () => {
+    const m = await mesh(2);
+    const [a, b] = m.nodes;
+    const p = await a.cli('ping', 'node2', '--count', '3');
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout).toMatch(/^pong from node2 \(100\.64\.0\.2\) via 192\.168\.3\.1:41641 \(direct\) in \d+\.\d+ ms$/m);
+    expect((await a.cli('ping', '100.64.0.2', '--count', '1')).code).toBe(0);
+    const none = await a.cli('ping', 'nobody');
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/no peer "nobody"/);
+    const table = await a.cli('status');
+    expect(table.code).toBe(0);
+    expect(table.stdout.split('\n')[0].split(/\s{2,}/)).toEqual(['IP', 'NAME', 'OWNER', 'ENDPOINT', 'HANDSHAKE', 'RX/TX', 'ROUTES', 'STATUS']);
+    expect(table.stdout).toMatch(/100\.64\.0\.2\s+node2\s+default\s+192\.168\.3\.1:41641 \(direct\)\s+\d+s ago/);
+    const json = await a.status();
+    expect((json as unknown as { schema: number }).schema).toBe(1);
+    // A peer that stops answering: ping gives up after the tries it was given, non-zero.
+    await b.kill9();
+    const dead = await a.cli('ping', 'node2', '--count', '2', '--timeout', '0.5');
+    expect(dead.code).not.toBe(0);
+    expect(dead.stdout.match(/^timeout waiting for node2/gm)).toHaveLength(2);
+    expect(dead.stderr).toMatch(/no reply from node2 \(100\.64\.0\.2\) after 2 tries/);
+
+    // Every secret this mesh holds, against every line every process logged (debug level).
+    const secrets = [
+      m.key,
+      m.key.split('-')[2],
+      readFileSync(m.server.tokenFile, 'utf8').trim(),
+      readFileSync(join(m.server.stateDir, 'server.key'), 'utf8').trim(),
+      ...m.nodes.map((n) => readFileSync(join(n.stateDir, 'node.key'), 'utf8').trim()),
+    ];
+    const logs = [m.server.proc.output, ...m.nodes.map((n) => n.proc.output)].join('\n');
+    expect(logs.length).toBeGreaterThan(1_000);
+    for (const secret of secrets) expect(logs.includes(secret), `a log line holds ${secret.slice(0, 6)}...`).toBe(false);
+  });
+
   it('deleting or expiring a node cuts it off, and it cannot reconnect without a new key', async () => {
     const m = await mesh(3);
     await expectAllReachEachOther(m.nodes);
