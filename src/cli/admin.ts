@@ -5,6 +5,7 @@ import { createLogger } from '../daemon/log.js';
 import { CoordinationServer, DEFAULT_EPHEMERAL_TIMEOUT_MS } from '../server/server.js';
 import { parseDuration } from '../server/authkeys.js';
 import { CliError } from './errors.js';
+import { checkMetricsFlag } from '../metrics/flag.js';
 
 export const DEFAULT_SERVER_STATE_DIR = '/var/lib/meshd-server';
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:8080';
@@ -19,6 +20,8 @@ export interface ServerArgs {
   policyFile?: string;
   ephemeralTimeout?: string;
   nodeKeyExpiry?: string;
+  /** host:port for Prometheus metrics (meant for localhost); off when absent. */
+  metrics?: string;
 }
 
 function duration(text: string | undefined, flag: string): number | undefined {
@@ -33,6 +36,7 @@ export async function runServer(a: ServerArgs): Promise<void> {
   const log = createLogger(a.logLevel);
   const expiry = a.nodeKeyExpiry === '0' ? null : duration(a.nodeKeyExpiry, '--node-key-expiry');
   const policyText = a.policyFile === undefined ? undefined : readPolicyFile(a.policyFile);
+  if (a.metrics !== undefined) checkMetricsFlag(a.metrics);
   let s: CoordinationServer;
   try {
     s = await CoordinationServer.start({
@@ -44,11 +48,12 @@ export async function runServer(a: ServerArgs): Promise<void> {
       ephemeralTimeoutMs: duration(a.ephemeralTimeout, '--ephemeral-timeout') ?? DEFAULT_EPHEMERAL_TIMEOUT_MS,
       nodeKeyExpiryMs: expiry,
       policy: policyText === undefined ? undefined : { text: policyText, source: a.policyFile! },
+      metrics: a.metrics,
     });
   } catch (err) {
     throw new CliError((err as { code?: string }).code ?? 'ESERVER', (err as Error).message);
   }
-  log.info({ listen: a.listen, port: s.port, serverKey: s.publicKey, adminToken: s.adminTokenPath }, 'meshd server running');
+  log.info({ listen: a.listen, port: s.port, serverKey: s.publicKey, adminToken: s.adminTokenPath, metricsPort: s.metricsPort ?? undefined }, 'meshd server running');
   let stopping = false;
   const stop = async () => {
     if (stopping) return;

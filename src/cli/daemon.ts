@@ -14,6 +14,9 @@ import { CliError } from './errors.js';
 import { selectTransportCipher } from '../crypto/transportCipher.js';
 import { transportCipherName, useTransportCipher } from '../noise/transport.js';
 import { nativeAvailable } from '../io/tun.js';
+import { checkMetricsFlag, serveMetrics } from '../metrics/flag.js';
+import { nodeRegistry } from '../metrics/node.js';
+import type { MetricsServer } from '../metrics/http.js';
 
 export interface DaemonArgs {
   tun: string;
@@ -24,6 +27,8 @@ export interface DaemonArgs {
   logLevel: string;
   uapiDir?: string;
   aead?: 'auto' | 'native' | 'node';
+  /** host:port for Prometheus metrics (meant for localhost); off when absent. */
+  metrics?: string;
 }
 
 /** Shutdown must finish within 2 s even if something hangs. */
@@ -44,24 +49,29 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
     for (const ig of cfg.ignored) log.warn({ key: ig.key, line: ig.line }, `${args.config}:${ig.line}: ${ig.key} is a wg-quick setting; meshd daemon ignores it`);
   }
   const port = args.port ?? cfg?.interface.listenPort ?? 0;
+  if (args.metrics !== undefined) checkMetricsFlag(args.metrics);
   if (args.aead === 'native' && !nativeAvailable()) throw new CliError('ENATIVE', '--aead native needs the native addon (npm run build:native)');
   useTransportCipher(selectTransportCipher(args.aead ?? 'auto'));
   log.info({ aead: transportCipherName() }, 'transport cipher');
   if (!cfg) return runAgent(args, log);
   const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log });
   let uapi: UapiServer | null = null;
+  let metrics: MetricsServer | null = null;
   try {
     if (cfg) {
       if (args.port !== undefined) cfg.interface.listenPort = args.port;
       await engine.applyWgQuick(cfg);
     }
     uapi = await UapiServer.listen(uapiSocketPath(engine.tunName, args.uapiDir ?? UAPI_DIR), engine, (err) => log.error({ err: err.message }, 'UAPI request failed'));
+    if (args.metrics !== undefined) metrics = await serveMetrics(args.metrics, nodeRegistry({ device: () => engine.device }), log);
   } catch (err) {
+    await uapi?.close().catch(() => {});
     await engine.close();
     throw err;
   }
   log.info({ interface: engine.tunName, listenPort: engine.listenPort, peers: engine.device.peers.size, uapi: uapi.path }, 'meshd daemon running');
   onShutdown(log, async () => {
+    await metrics?.close();
     await uapi?.close().catch(() => {});
     await engine.close();
   });
@@ -78,8 +88,13 @@ async function runAgent(args: DaemonArgs, log: Logger): Promise<void> {
   const api = await LocalApi.listen(args.socket ?? DEFAULT_SOCKET, agent).catch((err: Error) => {
     throw new CliError('ESOCKET', `cannot serve ${args.socket ?? DEFAULT_SOCKET}: ${err.message}`);
   });
+  const metrics = args.metrics === undefined ? null : await serveMetrics(args.metrics, nodeRegistry({ device: () => agent.device, agent: () => agent.snapshot() }), log).catch(async (err) => {
+    await api.close().catch(() => {});
+    throw err;
+  });
   log.info({ socket: api.path, stateDir: args.stateDir ?? DEFAULT_STATE_DIR, publicKey: agent.publicKey }, 'meshd daemon waiting for commands');
   onShutdown(log, async () => {
+    await metrics?.close();
     await api.close().catch(() => {});
     await agent.close();
   });

@@ -11,6 +11,7 @@ import { DEFAULT_SOCKET } from '../node/localapi.js';
 import type { Argv } from 'yargs';
 
 const socketOpt = { type: 'string', default: DEFAULT_SOCKET, describe: 'the daemon\'s control socket' } as const;
+const metricsOpt = { type: 'string', describe: 'serve Prometheus metrics at http://ADDR/metrics, ADDR host:port or [v6]:port; keep it on localhost (127.0.0.1:9101); off by default' } as const;
 
 function adminCommands(y: Argv) {
   const target = (a: { server: string; 'token-file'?: string; json: boolean }): AdminTarget => ({ server: a.server, tokenFile: a['token-file'] ?? defaultTokenFile(), json: a.json });
@@ -98,10 +99,11 @@ export async function main(argv: string[]): Promise<void> {
           .option('config', { type: 'string', describe: 'wg-quick style config file' })
           .option('port', { type: 'number', describe: 'UDP listen port (default: ListenPort from the config, else random)' })
           .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
-          .option('aead', { type: 'string', default: 'auto', choices: ['auto', 'native', 'node'], describe: 'transport cipher: the addon (native), node:crypto, or native when built (auto)' }),
+          .option('aead', { type: 'string', default: 'auto', choices: ['auto', 'native', 'node'], describe: 'transport cipher: the addon (native), node:crypto, or native when built (auto)' })
+          .option('metrics', metricsOpt),
       async (a) => {
         if (a.port !== undefined && (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535)) throw new CliError('EUSAGE', `--port must be 0..65535, got ${a.port}`, 2);
-        await runDaemon({ tun: a.tun, stateDir: a['state-dir'], socket: a.socket, config: a.config, port: a.port, logLevel: a['log-level'], aead: a.aead as 'auto' | 'native' | 'node' });
+        await runDaemon({ tun: a.tun, stateDir: a['state-dir'], socket: a.socket, config: a.config, port: a.port, logLevel: a['log-level'], aead: a.aead as 'auto' | 'native' | 'node', metrics: a.metrics });
       },
     )
     .command(
@@ -164,6 +166,7 @@ export async function main(argv: string[]): Promise<void> {
           .option('tls-key', { type: 'string' })
           .option('ephemeral-timeout', { type: 'string', describe: 'remove ephemeral nodes offline this long (default 2m)' })
           .option('node-key-expiry', { type: 'string', describe: 'node key lifetime (default 180d; 0 for never)' })
+          .option('metrics', metricsOpt)
           .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error'] }),
       (a) =>
         runServer({
@@ -176,6 +179,7 @@ export async function main(argv: string[]): Promise<void> {
           tlsKey: a['tls-key'],
           ephemeralTimeout: a['ephemeral-timeout'],
           nodeKeyExpiry: a['node-key-expiry'],
+          metrics: a.metrics,
         }),
     )
     .command('admin', 'Administer a coordination server', adminCommands)

@@ -14,6 +14,7 @@ import { buildStatus, type StatusJson } from './status.js';
 import { decodeKeyBase64, encodeKeyBase64 } from '../config/keys.js';
 import { X25519PrivateKey } from '../crypto/x25519.js';
 import { Engine } from '../daemon/engine.js';
+import type { Device } from '../device/device.js';
 import type { Logger } from '../daemon/log.js';
 import { formatIpEndpoint, parseIp } from '../net/ipaddr.js';
 import { UapiServer, uapiSocketPath, UAPI_DIR } from '../uapi/server.js';
@@ -87,6 +88,11 @@ export class NodeAgent {
 
   get publicKey(): string {
     return encodeKeyBase64(this.key.publicKey);
+  }
+
+  /** The interface's device while it is up, for the metrics (read only). */
+  get device(): Device | null {
+    return this.engine?.device ?? null;
   }
 
   /** At daemon start: come back up if the node was up when it stopped. */

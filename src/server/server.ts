@@ -26,6 +26,8 @@ import type { Hostinfo } from '../control/messages.js';
 import { selfOf } from './netmap.js';
 import { SqliteStore } from './sqliteStore.js';
 import type { NodeRecord, RegisterRefusal, Store } from './store.js';
+import { MetricsServer } from '../metrics/http.js';
+import { serverMetrics, type ServerMetrics } from '../metrics/server.js';
 
 export const DEFAULT_NODE_KEY_EXPIRY_MS = 180 * 86_400_000;
 export const DEFAULT_EPHEMERAL_TIMEOUT_MS = 120_000;
@@ -46,6 +48,8 @@ export interface ServerOptions {
   policy?: { text: string; source: string };
   now?: () => number;
   pollMs?: number;
+  /** `--metrics ADDR`: serve Prometheus metrics on host:port (meant for localhost); off when absent. */
+  metrics?: string;
 }
 
 export class ServerError extends Error {
@@ -91,6 +95,8 @@ export class CoordinationServer {
   private readonly lastSeenWriteMs: number;
   /** Each node's last applied hostinfo, so a poll that repeats it costs nothing. */
   private readonly hostinfoSeen = new Map<number, string>();
+  private readonly metrics: ServerMetrics;
+  private metricsServer: MetricsServer | null = null;
 
   private constructor(
     readonly o: ServerOptions,
@@ -109,6 +115,8 @@ export class CoordinationServer {
       pollMs: o.pollMs,
     });
     this.admin = { store, mesh: this.mesh, now: this.now, nodeKeyExpiryMs: o.nodeKeyExpiryMs === undefined ? DEFAULT_NODE_KEY_EXPIRY_MS : o.nodeKeyExpiryMs };
+    const mesh = this.mesh;
+    this.metrics = serverMetrics({ listNodes: () => store.listNodes(), listAuthKeys: () => store.listAuthKeys(), isOnline: (k) => mesh.isOnline(k), stats: mesh.stats, now: this.now });
   }
 
   static async start(o: ServerOptions): Promise<CoordinationServer> {
@@ -138,6 +146,12 @@ export class CoordinationServer {
       await store.close();
       throw err;
     });
+    if (o.metrics) {
+      s.metricsServer = await MetricsServer.listen(o.metrics, s.metrics.registry, (msg) => o.log.warn(msg)).catch(async (err: Error) => {
+        await s.close();
+        throw new ServerError('EMETRICS', err.message);
+      });
+    }
     s.mesh.start();
     return s;
   }
@@ -158,8 +172,15 @@ export class CoordinationServer {
     return this.mesh.stats;
   }
 
+  /** The metrics listener's port, null without --metrics. */
+  get metricsPort(): number | null {
+    return this.metricsServer?.port ?? null;
+  }
+
   async close(): Promise<void> {
     this.mesh.stop();
+    await this.metricsServer?.close();
+    this.metricsServer = null;
     await new Promise<void>((resolve) => {
       if (!this.http) return resolve();
       this.http.close(() => resolve());
@@ -170,6 +191,7 @@ export class CoordinationServer {
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = this.now();
+    const t0 = performance.now();
     let status = 200;
     const url = new URL(req.url ?? '/', 'http://x');
     const path = url.pathname;
@@ -193,6 +215,7 @@ export class CoordinationServer {
       if (e.status >= 500) this.o.log.error({ err: (err as Error).message, path }, 'request failed');
     } finally {
       this.o.log.debug({ method: req.method, path, status, ms: this.now() - started }, 'http');
+      this.metrics.observe(path, req.method, status, (performance.now() - t0) / 1000);
     }
   }
 

@@ -78,6 +78,7 @@ export class MeshNode {
     readonly lab: Lab,
     readonly host: Host,
     readonly label: string,
+    private readonly extraArgs: string[] = [],
   ) {
     this.tun = lab.wgName();
     this.stateDir = join(lab.dir, `node-${label}`);
@@ -86,7 +87,7 @@ export class MeshNode {
 
   async start(): Promise<void> {
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
-    this.proc = this.lab.spawn(this.host.ns, MESHD, ['daemon', '--tun', this.tun, '--state-dir', this.stateDir, '--socket', this.socket, '--log-level', 'debug'], { label: `meshd node ${this.label}` });
+    this.proc = this.lab.spawn(this.host.ns, MESHD, ['daemon', '--tun', this.tun, '--state-dir', this.stateDir, '--socket', this.socket, '--log-level', 'debug', ...this.extraArgs], { label: `meshd node ${this.label}` });
     await waitFor(
       `node ${this.label}'s control socket`,
       () => {
@@ -146,8 +147,8 @@ export async function startServer(lab: Lab, host: Host, ...args: string[]): Prom
   return s;
 }
 
-export async function startNode(lab: Lab, host: Host, label: string): Promise<MeshNode> {
-  const n = new MeshNode(lab, host, label);
+export async function startNode(lab: Lab, host: Host, label: string, extraArgs: string[] = []): Promise<MeshNode> {
+  const n = new MeshNode(lab, host, label, extraArgs);
   await n.start();
   return n;
 }
