@@ -558,7 +558,7 @@ except OSError:
 print("connected" + (": " + banner if banner else ""))
 EOF
 fetch() { nsrun alice python3 "$DIR/fetch.py" http://10.0.1.10/ 2 >"$DIR/fetch.out" 2>&1; }
-echo "  \$ curl http://10.0.1.10/    (python3 urllib)"
+echo "  \$ python3 fetch.py http://10.0.1.10/    (urllib, like curl)"
 if wait_until 15 "the web server to answer alice" fetch && grep -q '^HTTP 200: hello from the VPC web server' "$DIR/fetch.out"; then
   expect ok
   indent <"$DIR/fetch.out"
