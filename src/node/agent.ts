@@ -77,6 +77,8 @@ export class NodeAgent {
   private waiters = new Set<() => void>();
   status: AgentState = 'stopped';
   lastError: string | null = null;
+  /** Why the subnet-router role could not be set up, if it could not. */
+  routingError: string | null = null;
   lastContact = 0;
 
   constructor(private readonly o: AgentOptions) {
@@ -232,6 +234,7 @@ export class NodeAgent {
           advertiseTags: this.prefs.advertiseTags,
         },
         routing: this.router.active ? routedSubnets(this.view) : [],
+        routingError: this.routingError,
         acceptedRoutes: this.engine && this.prefs.acceptRoutes ? acceptedSubnets(this.view) : [],
         packetFilter: this.view.packetFilter,
         drops: this.engine?.device.drops.toJSON() ?? {},
@@ -298,8 +301,9 @@ export class NodeAgent {
       // A fresh interface greets the peers that are online (see MeshPeer.greet).
       await this.engine.applyMesh(meshConfig(this.view, this.appliedEndpoints, { greetOnline: this.freshEngine, extraRoutes }));
       this.freshEngine = false;
+      this.routingError = null;
       await this.router.apply(this.engine.tunName, routedSubnets(this.view), this.prefs.snatSubnetRoutes).catch((err: Error) => {
-        this.lastError = `subnet routing: ${err.message}`;
+        this.routingError = err.message;
         this.o.log.error({ err: err.message }, 'could not set up subnet routing');
       });
     }

@@ -39,6 +39,8 @@ export interface StatusJson {
   settings: { advertiseRoutes: string[]; acceptRoutes: boolean; snatSubnetRoutes: boolean; advertiseTags: string[] };
   /** Subnets this node is routing for the mesh now. */
   routing: string[];
+  /** Why it could not route its approved subnets (forwarding or nftables refused), else null. */
+  routingError: string | null;
   /** Subnets routed into the TUN from other nodes (with --accept-routes). */
   acceptedRoutes: string[];
   packetFilter: FilterRule[];
@@ -57,6 +59,7 @@ export function health(s: StatusInput, now: number): string[] {
   if (s.state === 'needs-login') out.push('this node is not in the mesh: run meshd up --authkey KEY');
   if (s.state === 'pending-approval') out.push(`waiting for an admin: meshd admin nodes approve ${s.self?.name ?? ''}`.trimEnd());
   if (s.lastError) out.push(`control server: ${s.lastError}`);
+  if (s.routingError) out.push(`subnet routing failed: ${s.routingError}`);
   const expiry = s.self?.keyExpiry;
   if (expiry != null) {
     const days = (expiry - now) / 86_400_000;

@@ -19,7 +19,7 @@ function input(over: Partial<StatusInput> = {}): StatusInput {
     state: 'running', loginServer: 'http://coord:8080', publicKey: 'k1', interface: 'meshd0', listenPort: 41641, lastError: null, lastContact: NOW,
     self: { id: 1, name: 'router', addresses: ['100.64.0.1/32', 'fd7a:115c:a1e0::6440:1/128'], user: null, tags: ['tag:router'], keyExpiry: NOW + 100 * DAY, authorized: true, routes: [] },
     netmapVersion: 7, settings: { advertiseRoutes: [], acceptRoutes: false, snatSubnetRoutes: true, advertiseTags: [] },
-    routing: [], acceptedRoutes: [], packetFilter: [], drops: {}, filter: {}, peers: [peer()], ...over,
+    routing: [], routingError: null, acceptedRoutes: [], packetFilter: [], drops: {}, filter: {}, peers: [peer()], ...over,
   };
 }
 
@@ -34,6 +34,7 @@ describe('meshd status', () => {
     const s = buildStatus(
       input({
         lastError: 'cannot reach http://coord:8080: ECONNREFUSED',
+        routingError: 'cannot write /proc/sys/net/ipv4/ip_forward: EACCES',
         self: { ...input().self!, keyExpiry: NOW + 3 * DAY, routes: [{ prefix: '10.0.0.0/16', approved: false, primary: false }, { prefix: '10.1.0.0/16', approved: true, primary: false }] },
         peers: [peer(), peer({ name: 'web', lastHandshake: null }), peer({ name: 'old', lastHandshake: NOW - 10 * 60_000, online: false }), peer({ name: 'idle', lastHandshake: null, txBytes: 0 })],
       }),
@@ -41,6 +42,7 @@ describe('meshd status', () => {
     );
     expect(s.health).toEqual([
       'control server: cannot reach http://coord:8080: ECONNREFUSED',
+      'subnet routing failed: cannot write /proc/sys/net/ipv4/ip_forward: EACCES',
       'node key expires in 3 days',
       'route 10.0.0.0/16 is pending approval: meshd admin routes approve 10.0.0.0/16',
       'route 10.1.0.0/16 is approved but another router is primary (standby)',
