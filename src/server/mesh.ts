@@ -46,6 +46,8 @@ export class Mesh {
   policy: Policy = parsePolicy(DEFAULT_POLICY_TEXT);
   /** Route states as of the last rebuild (for the admin API). */
   routes: RouteTable = { byNode: new Map(), primaries: new Map() };
+  /** Each node's last applied hostinfo (server.ts), so a poll that repeats it costs nothing. */
+  readonly hostinfoSeen = new Map<string, string>();
   /** The active nodes as the policy saw them at the last rebuild (policy tests run against them). */
   policyNodes: PolicyNode[] = [];
   private readonly presence = new Map<string, Presence>();
@@ -185,8 +187,10 @@ export class Mesh {
     this.presenceOf(nodeKey).lastSeen = this.o.now();
   }
 
+  /** A deleted node: nothing of it is kept (so node churn cannot grow these tables). */
   forget(nodeKey: string): void {
     this.presence.delete(nodeKey);
+    this.hostinfoSeen.delete(nodeKey);
   }
 
   private presenceOf(nodeKey: string): Presence {

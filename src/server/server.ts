@@ -93,8 +93,6 @@ export class CoordinationServer {
   private readonly now: () => number;
   private readonly admin: AdminContext;
   private readonly lastSeenWriteMs: number;
-  /** Each node's last applied hostinfo, so a poll that repeats it costs nothing. */
-  private readonly hostinfoSeen = new Map<number, string>();
   private readonly metrics: ServerMetrics;
   private metricsServer: MetricsServer | null = null;
 
@@ -270,7 +268,7 @@ export class CoordinationServer {
   private async applyHostinfo(node: NodeRecord, h: Hostinfo | null): Promise<void> {
     if (!h) return;
     const seen = JSON.stringify(h);
-    if (this.hostinfoSeen.get(node.id) === seen) return;
+    if (this.mesh.hostinfoSeen.get(node.nodeKey) === seen) return;
     const policy = this.mesh.policy;
     const key = node.authKeyId === null ? null : (await this.store.listAuthKeys()).find((k) => k.id === node.authKeyId);
     const keyTags = key?.tags ?? [];
@@ -289,7 +287,7 @@ export class CoordinationServer {
     const pn = policyNode({ ...node, tags }, user, []);
     const auto = h.advertiseRoutes.filter((r) => autoApproves(policy, r, pn));
     if (await this.store.setAdvertisedRoutes(node.id, h.advertiseRoutes, auto, this.now())) changed = true;
-    this.hostinfoSeen.set(node.id, seen);
+    this.mesh.hostinfoSeen.set(node.nodeKey, seen);
     if (changed) this.mesh.changed(null);
   }
 
@@ -324,7 +322,7 @@ export class CoordinationServer {
     this.mesh.seen(call.nodeKey);
     this.mesh.changed(call.nodeKey);
     if (r.created) this.o.log.info({ node: r.node.id, name: r.node.name, ipv4: r.node.ipv4 }, 'node registered');
-    this.hostinfoSeen.delete(r.node.id);
+    this.mesh.hostinfoSeen.delete(r.node.nodeKey);
     await this.applyHostinfo(r.node, hostinfo);
     const users = await this.store.listUsers();
     const user = users.find((u) => u.id === r.node.userId)?.name ?? null;
