@@ -13,6 +13,8 @@ import type { NodeRecord, Store } from './store.js';
 /** A node with no open poll for this long is offline. */
 export const OFFLINE_AFTER_MS = 15_000;
 export const SWEEP_MS = 1_000;
+/** Long polls one node may have parked at once: its memory and sockets are the server's to bound. */
+export const MAX_POLLS_PER_NODE = 4;
 
 interface Waiter {
   nodeKey: string;
@@ -157,7 +159,9 @@ export class Mesh {
     const p = this.presenceOf(nodeKey);
     if (wait && !p.online) this.setOnline(nodeKey, p, true);
     await this.fresh();
-    if (!wait || since < this.netmaps.version || since > this.netmaps.version) return this.netmaps.responseFor(nodeKey, since);
+    // A node holds one poll; past a few (a retry overlapping the old one) it gets no more parked requests.
+    const parked = p.polls >= MAX_POLLS_PER_NODE;
+    if (!wait || parked || since < this.netmaps.version || since > this.netmaps.version) return this.netmaps.responseFor(nodeKey, since);
     p.polls++;
     try {
       const r = await new Promise<MapResponse | null | 'timeout'>((resolve) => {

@@ -31,6 +31,8 @@ import { serverMetrics, type ServerMetrics } from '../metrics/server.js';
 
 export const DEFAULT_NODE_KEY_EXPIRY_MS = 180 * 86_400_000;
 export const DEFAULT_EPHEMERAL_TIMEOUT_MS = 120_000;
+/** Open HTTP connections the server accepts (nodes hold one each while they poll). */
+export const MAX_CONNECTIONS = 50_000;
 /** How stale a node's stored last-seen may get while it polls (less when the ephemeral timeout is short). */
 export const LAST_SEEN_WRITE_MS = 30_000;
 
@@ -136,6 +138,8 @@ export class CoordinationServer {
     const handler = (req: IncomingMessage, res: ServerResponse) => void s.serve(req, res);
     s.http = tls ? createHttpsServer(tls, handler) : createHttpServer(handler);
     s.http.requestTimeout = 60_000;
+    // Every node parks one long poll; this bounds what many clients can hold open at once.
+    s.http.maxConnections = MAX_CONNECTIONS;
     s.http.headersTimeout = 10_000;
     await new Promise<void>((resolve, reject) => {
       s.http!.once('error', (err: NodeJS.ErrnoException) => reject(new ServerError('ELISTEN', `cannot listen on ${o.listen}: ${err.code ?? err.message}`)));
