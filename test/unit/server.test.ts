@@ -18,6 +18,7 @@ import { MAX_BODY_BYTES, PATHS, type MapResponse, type PeerNode } from '../../sr
 import { X25519PrivateKey } from '../../src/crypto/x25519.js';
 import { createLogger } from '../../src/daemon/log.js';
 import { ADMIN } from '../../src/server/admin.js';
+import { MAX_POLLS_PER_NODE } from '../../src/server/mesh.js';
 import { CoordinationServer, type ServerOptions } from '../../src/server/server.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -472,6 +473,22 @@ describe('netmaps', () => {
     expect(got.peers).toBeUndefined();
     expect(got.peersRemoved).toEqual([]);
     expect(got.peersChanged!.map((p) => [p.name, p.publicKey])).toEqual([['c', c.pub]]);
+  });
+
+  it('parks at most MAX_POLLS_PER_NODE polls of one node; more are answered at once', async () => {
+    const s = await startServer({ pollMs: 10_000 });
+    const k = await createKey(s, { reusable: true, preauthorized: true });
+    const a = await enroll(s, k.key, 'a');
+    let m = await map(a);
+    m = await map(a, m.version, true, 10_000);
+    const parked = Array.from({ length: MAX_POLLS_PER_NODE }, () => tracked(map(a, m.version, true, 10_000)));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(parked.map((p) => p.settled())).toEqual(parked.map(() => false));
+    const t0 = Date.now();
+    const extra = await map(a, m.version, true, 10_000);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(extra.version).toBe(m.version);
+    expect(parked.every((p) => !p.settled())).toBe(true);
   });
 
   it('drops a deleted node from everyone else and refuses it from then on', async () => {
