@@ -16,13 +16,18 @@ export function clamp(key: Uint8Array): Uint8Array {
   return key;
 }
 
+// Keys leave OpenSSL as DER, never as JWK: on Node 20.20 a JWK export right
+// after key generation can deadlock the process (a GC inside the export
+// takes a lock the export holds; seen in gdb under a key-per-request load).
+// An X25519 SPKI or PKCS#8 DER encoding ends with the 32 raw key bytes.
+const lastKeyBytes = (der: Buffer) => Buffer.from(der.subarray(der.length - KEY_LEN));
+
 export class X25519PrivateKey {
   readonly keyObject: KeyObject;
   readonly publicKey: Buffer;
-  private constructor(keyObject: KeyObject) {
+  private constructor(keyObject: KeyObject, publicKey?: Buffer) {
     this.keyObject = keyObject;
-    const jwk = createPublicKey(keyObject).export({ format: 'jwk' });
-    this.publicKey = Buffer.from(jwk.x as string, 'base64url');
+    this.publicKey = publicKey ?? lastKeyBytes(createPublicKey(keyObject).export({ format: 'der', type: 'spki' }));
   }
 
   static fromBytes(raw: Uint8Array): X25519PrivateKey {
@@ -35,13 +40,17 @@ export class X25519PrivateKey {
 
   /** A fresh key pair, e.g. an ephemeral for one handshake. */
   static generate(): X25519PrivateKey {
-    return new X25519PrivateKey(generateKeyPairSync('x25519').privateKey);
+    const { privateKey, publicKey } = generateKeyPairSync('x25519', { publicKeyEncoding: { format: 'der', type: 'spki' } });
+    // With only a public encoding, Node returns the public key as a DER Buffer and the private one as a KeyObject.
+    return new X25519PrivateKey(privateKey as unknown as KeyObject, lastKeyBytes(publicKey as unknown as Buffer));
   }
 
   /** The raw 32 bytes. Only key-file and UAPI code needs these; never log them. */
   exportBytes(): Buffer {
-    const jwk = this.keyObject.export({ format: 'jwk' });
-    return Buffer.from(jwk.d as string, 'base64url');
+    const der = this.keyObject.export({ format: 'der', type: 'pkcs8' });
+    const raw = lastKeyBytes(der);
+    der.fill(0);
+    return raw;
   }
 }
 

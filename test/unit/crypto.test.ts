@@ -2,6 +2,7 @@
 // BLAKE2s (RFC 7693), keyed BLAKE2s-128, HMAC-BLAKE2s, X25519 (RFC 7748 §6.1)
 // and ChaCha20-Poly1305 (RFC 8439 §2.8.2), plus our counter-nonce layout.
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { hash, hmac, kdf1, kdf2, kdf3, mac } from '../../src/crypto/blake2s.js';
@@ -137,5 +138,25 @@ describe('constant-time helpers', () => {
     expect(equal(Buffer.from('abc'), Buffer.from('ab'))).toBe(false);
     expect(isZero(new Uint8Array(32))).toBe(true);
     expect(isZero(Uint8Array.of(0, 0, 1))).toBe(false);
+  });
+});
+
+describe('X25519PrivateKey without JWK exports', () => {
+  it('reports the public key that matches its private key, from generate() and fromBytes()', () => {
+    for (let i = 0; i < 50; i++) {
+      const k = X25519PrivateKey.generate();
+      const again = X25519PrivateKey.fromBytes(k.exportBytes());
+      expect(again.publicKey.equals(k.publicKey)).toBe(true);
+      expect(k.publicKey).toHaveLength(32);
+    }
+  });
+
+  it('generates 30,000 keys in a row without hanging (Node 20.20 deadlocked on JWK export after generation)', () => {
+    const script = `import { X25519PrivateKey } from ${JSON.stringify(new URL('../../dist/crypto/x25519.js', import.meta.url).href)};
+      for (let i = 0; i < 30000; i++) X25519PrivateKey.generate().exportBytes();
+      console.log('ok');`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.signal, 'the child was killed at the timeout: key generation hung').toBeNull();
+    expect(r.stdout.trim()).toBe('ok');
   });
 });
