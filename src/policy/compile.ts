@@ -106,11 +106,59 @@ function filters(spaces: NodeSpace[], acls: ResolvedAcl[], index: PrefixIndex<nu
   return raw.map(mergeRules);
 }
 
-export function compilePolicy(p: Policy, nodes: PolicyNode[]): Map<number, CompiledNode> {
+/** Meshes at least this big get the shared everyone-sees-everyone view when every filter admits any source. */
+export const SHARED_VISIBILITY_MIN_NODES = 256;
+
+/**
+ * "Every node but `self`" over one shared set: what an allow-all policy makes
+ * of visibility, in O(nodes) memory instead of O(nodes²).
+ */
+class AllBut implements ReadonlySet<number> {
+  constructor(
+    private readonly all: ReadonlySet<number>,
+    private readonly self: number,
+  ) {}
+  has(id: number): boolean {
+    return id !== this.self && this.all.has(id);
+  }
+  get size(): number {
+    return this.all.size - (this.all.has(this.self) ? 1 : 0);
+  }
+  *values(): IterableIterator<number> {
+    for (const id of this.all) if (id !== this.self) yield id;
+  }
+  keys(): IterableIterator<number> {
+    return this.values();
+  }
+  *entries(): IterableIterator<[number, number]> {
+    for (const id of this.values()) yield [id, id];
+  }
+  forEach(cb: (value: number, key: number, set: ReadonlySet<number>) => void): void {
+    for (const id of this.values()) cb(id, id, this);
+  }
+  [Symbol.iterator](): IterableIterator<number> {
+    return this.values();
+  }
+}
+
+const ANY4 = '0.0.0.0/0';
+const ANY6 = '::/0';
+
+export function compilePolicy(p: Policy, nodes: PolicyNode[], sharedVisibilityMinNodes = SHARED_VISIBILITY_MIN_NODES): Map<number, CompiledNode> {
   const spaces = nodes.map(nodeSpace);
   // Each node's own space (addresses and routes), also what it may send from.
   const index = new PrefixIndex(spaces.flatMap((s, i) => [...s.addrs, ...s.routes].map((prefix) => ({ prefix, value: i }))));
   const rules = filters(spaces, resolveAcls(p, spaces), index);
+  if (spaces.length >= sharedVisibilityMinNodes) {
+    const open = rules.every((rs) => rs.some((r) => r.srcs.some((x) => x.bits === 0 && x.family === 4)) && rs.some((r) => r.srcs.some((x) => x.bits === 0 && x.family === 6)));
+    if (open) {
+      // Every filter admits any source, so every pair sees each other.
+      const all = new Set(spaces.map((s) => s.node.id));
+      const out = new Map<number, CompiledNode>();
+      spaces.forEach((s, i) => out.set(s.node.id, { filter: rules[i].map(toFilterRule), visible: new AllBut(all, s.node.id) }));
+      return out;
+    }
+  }
   // Whoever a source of b's filter lies in the space of, and b, see each other.
   const peers: number[][] = spaces.map(() => []);
   const seen = new Int32Array(spaces.length).fill(-1);

@@ -36,7 +36,7 @@ export interface CompiledNode {
   /** What this node accepts inbound (for its addresses and the subnets it routes). */
   filter: FilterRule[];
   /** Ids of nodes this one may reach or that may reach it: its netmap's peers. */
-  visible: Set<number>;
+  visible: ReadonlySet<number>;
 }
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // deployment (a router for the VPC, alice's laptop, bob's node) and smaller
 // cases for each alias kind, IPv6, protocols and merging.
 import { describe, expect, it } from 'vitest';
-import { compilePolicy, parsePolicy, type CompiledNode, type PolicyNode } from '../../src/policy/index.js';
+import { compilePolicy, DEFAULT_POLICY_TEXT, parsePolicy, type CompiledNode, type PolicyNode } from '../../src/policy/index.js';
 import { intersect, normalizePrefixes, prefixOf } from '../../src/policy/cidr.js';
 import { PrefixIndex } from '../../src/policy/prefixindex.js';
 import { formatCidr } from '../../src/net/ipaddr.js';
@@ -173,5 +173,30 @@ describe('cidr helpers', () => {
     expect(q('0.0.0.0/0')).toEqual([0, 1, 2, 3, 6]);
     expect(q('fd7a::/16')).toEqual([4, 5]);
     expect(q('192.168.0.0/16')).toEqual([]);
+  });
+});
+
+describe('shared visibility for open policies on big meshes', () => {
+  it('gives the same answers as the per-pair sets, in O(nodes) memory', () => {
+    const nodes = Array.from({ length: 300 }, (_, i) => ({
+      id: i + 1, name: `n${i + 1}`, user: i % 3 ? 'alice' : null, tags: i % 3 ? [] : ['tag:ci'],
+      addresses: [`100.64.${(i + 1) >> 8}.${(i + 1) & 255}`, `fd7a:115c:a1e0::${(i + 1).toString(16)}`], routes: i === 7 ? ['10.0.0.0/16'] : [],
+    }));
+    const open = parsePolicy(DEFAULT_POLICY_TEXT);
+    const fast = compilePolicy(open, nodes);
+    const slow = compilePolicy(open, nodes, Infinity);
+    expect(fast.get(1)!.visible).not.toBeInstanceOf(Set);
+    expect(slow.get(1)!.visible).toBeInstanceOf(Set);
+    for (const n of nodes) {
+      const f = fast.get(n.id)!;
+      const s = slow.get(n.id)!;
+      expect(f.filter).toEqual(s.filter);
+      expect(f.visible.size).toBe(s.visible.size);
+      expect([...f.visible].sort((a, b) => a - b)).toEqual([...s.visible].sort((a, b) => a - b));
+      expect(f.visible.has(n.id)).toBe(false);
+    }
+    // A policy that is not open everywhere keeps exact per-node sets.
+    const some = parsePolicy('{ "acls": [ { "action": "accept", "src": ["alice"], "dst": ["*:*"] } ] }');
+    expect(compilePolicy(some, nodes).get(1)!.visible).toBeInstanceOf(Set);
   });
 });
