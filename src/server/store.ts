@@ -72,17 +72,8 @@ export interface AuditEntry {
 
 export type AuditInput = Omit<AuditEntry, 'id'>;
 
-export interface NewAuthKey {
-  prefix: string;
-  secretHash: string;
-  userId: number | null;
-  tags: string[];
-  reusable: boolean;
-  ephemeral: boolean;
-  preauthorized: boolean;
-  expiresAt: number | null;
-  createdAt: number;
-}
+/** A key as created: what the store fills in (id, use counts, revocation) left out. */
+export type NewAuthKey = Omit<AuthKeyRecord, 'id' | 'revokedAt' | 'usedCount' | 'lastUsedAt'>;
 
 export interface RegisterInput {
   nodeKey: string;
