@@ -4,33 +4,16 @@
 // trips, and through every refusal: wrong server, wrong path, any flipped
 // byte, truncation, bad header fields, low-order keys, tampered replies.
 import { describe, expect, it } from 'vitest';
-import nacl from 'tweetnacl';
-import { blake2s } from '@noble/hashes/blake2.js';
-import { hmac as nobleHmac } from '@noble/hashes/hmac.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { cat, DH, H, KDF, PUB } from '../support/reference.js';
 import { clamp, X25519PrivateKey } from '../../src/crypto/x25519.js';
 import { ENVELOPE_VERSION, HEADER_LEN, MIN_REQUEST_LEN, openRequest, sealRequest, type OpenedRequest } from '../../src/control/envelope.js';
 import { PATHS } from '../../src/control/messages.js';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
-const cat = (...a: Uint8Array[]) => Buffer.concat(a);
 
 // ---- an independent implementation of the construction in envelope.ts's header ----
 const LABEL = Buffer.from('meshd control v1 Noise_X_25519_ChaChaPoly_BLAKE2s');
-const H = (...a: Uint8Array[]) => Buffer.from(blake2s(cat(...a)));
-const HM = (k: Uint8Array, d: Uint8Array) => Buffer.from(nobleHmac(blake2s, k, d));
-const KDF = (k: Uint8Array, x: Uint8Array, n: number) => {
-  const t0 = HM(k, x);
-  const out: Buffer[] = [];
-  let prev = Buffer.alloc(0);
-  for (let i = 1; i <= n; i++) {
-    prev = HM(t0, cat(prev, Uint8Array.of(i)));
-    out.push(prev);
-  }
-  return out;
-};
-const DH = (priv: Uint8Array, pub: Uint8Array) => Buffer.from(nacl.scalarMult(priv, pub));
-const PUB = (priv: Uint8Array) => Buffer.from(nacl.scalarMult.base(priv));
 const ZERO_NONCE = Buffer.alloc(12);
 const AEAD = (k: Uint8Array, p: Uint8Array, ad: Uint8Array) => Buffer.from(chacha20poly1305(k, ZERO_NONCE, ad).encrypt(p));
 const UNAEAD = (k: Uint8Array, c: Uint8Array, ad: Uint8Array) => Buffer.from(chacha20poly1305(k, ZERO_NONCE, ad).decrypt(c));

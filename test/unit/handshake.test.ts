@@ -4,10 +4,9 @@
 // real initiation captured from wireguard-go; and through its state machine's
 // refusals (replay, flood, unknown peer, tampering, low-order keys).
 import { describe, expect, it } from 'vitest';
-import nacl from 'tweetnacl';
 import { blake2s } from '@noble/hashes/blake2.js';
-import { hmac as nobleHmac } from '@noble/hashes/hmac.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { DH, H, KDF, PUB } from '../support/reference.js';
 import { X25519PrivateKey } from '../../src/crypto/x25519.js';
 import {
   beginSession, consumeInitiation, consumeResponse, createInitiation, createResponse, Handshake, StaticIdentity,
@@ -18,23 +17,8 @@ import { HANDSHAKE_INITIATION_LEN, HANDSHAKE_RESPONSE_LEN } from '../../src/wire
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 const b64 = (s: string) => Buffer.from(s, 'base64');
-const cat = (...a: Uint8Array[]) => Buffer.concat(a);
 
 // ---- an independent implementation of the paper's equations, for reference ----
-const H = (...a: Uint8Array[]) => Buffer.from(blake2s(cat(...a)));
-const HM = (k: Uint8Array, d: Uint8Array) => Buffer.from(nobleHmac(blake2s, k, d));
-const KDF = (k: Uint8Array, x: Uint8Array, n: number) => {
-  const t0 = HM(k, x);
-  const out: Buffer[] = [];
-  let prev = Buffer.alloc(0);
-  for (let i = 1; i <= n; i++) {
-    prev = HM(t0, cat(prev, Uint8Array.of(i)));
-    out.push(prev);
-  }
-  return out;
-};
-const DH = (priv: Uint8Array, pub: Uint8Array) => Buffer.from(nacl.scalarMult(priv, pub));
-const PUB = (priv: Uint8Array) => Buffer.from(nacl.scalarMult.base(priv));
 const AEAD = (k: Uint8Array, ctr: number, p: Uint8Array, ad: Uint8Array) => {
   const n = Buffer.alloc(12);
   n.writeUInt32LE(ctr, 4);

@@ -333,11 +333,11 @@ describe('NetmapView (node) against Netmaps (server)', () => {
     const v1 = w.maps.version;
     w.maps.changed(null);
     w.rebuild();
-    const empty: MapResponse = { version: w.maps.version, self: w.full(1).self, peersChanged: [], peersRemoved: [] };
+    const empty: MapResponse = { version: w.maps.version, self: w.full(1).self, packetFilter: w.full(1).packetFilter, peersChanged: [], peersRemoved: [] };
     expect(v.apply(empty)).toBe(false);
     expect(v.version).toBe(v1 + 1);
     // A full map replaces, not merges.
-    const replaced = v.apply({ version: 9, self: w.full(1).self, peers: [] });
+    const replaced = v.apply({ version: 9, self: w.full(1).self, packetFilter: w.full(1).packetFilter, peers: [] });
     expect(replaced).toBe(true);
     expect(v.peers.size).toBe(0);
     expect(v.toJSON()).toEqual({ version: 9, self: w.full(1).self, packetFilter: w.full(1).packetFilter, peers: [] });
@@ -456,14 +456,14 @@ describe('pickEndpoint', () => {
 });
 
 describe('meshConfig', () => {
-  const self: SelfNode = { id: 1, name: 'me', addresses: ['100.64.0.1/32', 'fd7a:115c:a1e0::1/128'], user: null, tags: [], keyExpiry: null, authorized: true };
+  const self: SelfNode = { id: 1, name: 'me', addresses: ['100.64.0.1/32', 'fd7a:115c:a1e0::1/128'], user: null, tags: [], keyExpiry: null, authorized: true, routes: [] };
   const peer = (id: number, endpoints: string[], over: Partial<PeerNode> = {}): PeerNode => ({
-    id, name: `p${id}`, publicKey: keyOf(id), addresses: [`100.64.0.${id}/32`], allowedIps: [`100.64.0.${id}/32`, `fd7a:115c:a1e0::${id}/128`],
+    id, name: `p${id}`, publicKey: keyOf(id), addresses: [`100.64.0.${id}/32`], allowedIps: [`100.64.0.${id}/32`, `fd7a:115c:a1e0::${id}/128`], primaryRoutes: [],
     endpoints, online: true, lastSeen: null, user: null, tags: [], keyExpiry: null, ...over,
   });
   const viewOf = (peers: PeerNode[], s: SelfNode | null = self) => {
     const v = new NetmapView();
-    if (s) v.apply({ version: 1, self: s, peers });
+    if (s) v.apply({ version: 1, packetFilter: [], self: s, peers });
     else for (const p of peers) v.peers.set(p.publicKey, p);
     return v;
   };
@@ -505,24 +505,24 @@ describe('meshConfig', () => {
     for (const id of [2, 3, 4]) expect('endpoint' in byId(cfg, id), `peer ${id}`).toBe(false);
 
     // Another change to the peer (not its candidates) still leaves the endpoint alone.
-    v.apply({ version: 2, self, peersChanged: [peer(2, ['192.0.2.2:41641'], { name: 'renamed', online: false })], peersRemoved: [] });
+    v.apply({ version: 2, packetFilter: [], self, peersChanged: [peer(2, ['192.0.2.2:41641'], { name: 'renamed', online: false })], peersRemoved: [] });
     cfg = meshConfig(v, applied);
     expect('endpoint' in byId(cfg, 2)).toBe(false);
 
     // New candidates (even the same set reordered): the endpoint is handed over again, for that peer only.
-    v.apply({ version: 3, self, peersChanged: [peer(2, ['198.51.100.2:5', '192.0.2.2:41641'])], peersRemoved: [] });
+    v.apply({ version: 3, packetFilter: [], self, peersChanged: [peer(2, ['198.51.100.2:5', '192.0.2.2:41641'])], peersRemoved: [] });
     cfg = meshConfig(v, applied);
     expect(byId(cfg, 2).endpoint).toEqual({ address: '198.51.100.2', port: 5 });
     expect('endpoint' in byId(cfg, 3)).toBe(false);
-    v.apply({ version: 4, self, peersChanged: [peer(2, ['192.0.2.2:41641', '198.51.100.2:5'])], peersRemoved: [] });
+    v.apply({ version: 4, packetFilter: [], self, peersChanged: [peer(2, ['192.0.2.2:41641', '198.51.100.2:5'])], peersRemoved: [] });
     expect(meshConfig(v, applied).peers.find((p) => 'endpoint' in p)!.endpoint).toEqual({ address: '192.0.2.2', port: 41641 });
 
     // A removed peer is forgotten; when it comes back its endpoint is handed over again.
-    v.apply({ version: 5, self, peersChanged: [], peersRemoved: [keyOf(2)] });
+    v.apply({ version: 5, packetFilter: [], self, peersChanged: [], peersRemoved: [keyOf(2)] });
     cfg = meshConfig(v, applied);
     expect(cfg.peers).toHaveLength(2);
     expect(applied.has(keyOf(2))).toBe(false);
-    v.apply({ version: 6, self, peersChanged: [peer(2, ['192.0.2.2:41641', '198.51.100.2:5'])], peersRemoved: [] });
+    v.apply({ version: 6, packetFilter: [], self, peersChanged: [peer(2, ['192.0.2.2:41641', '198.51.100.2:5'])], peersRemoved: [] });
     expect(byId(meshConfig(v, applied), 2).endpoint).toEqual({ address: '192.0.2.2', port: 41641 });
   });
 
