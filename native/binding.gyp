@@ -15,7 +15,15 @@
             "src/tun_reader.c",
             "src/tun_write.c",
             "src/socket_options.c",
-            "src/aead.c"
+            "src/aead.c",
+            "src/offload.c",
+            "src/flowcache.c",
+            "src/dp_core.c",
+            "src/dp_allowedips.c",
+            "src/dp_tables.c",
+            "src/dp_events.c",
+            "src/dp_io.c",
+            "src/dp_napi.c"
           ],
           "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
           # node's common.gypi adds -Wno-unused-parameter, and -O3 for Release builds;

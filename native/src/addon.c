@@ -78,5 +78,9 @@ NAPI_MODULE_INIT() {
       {"maxNameLength", NULL, NULL, NULL, NULL, max_name, napi_enumerable, NULL},
   };
   MESHD_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  if (!meshd_datapath_register(env, exports)) {
+    meshd_throw_napi_failure(env, "registering the datapath");
+    return NULL;
+  }
   return exports;
 }

@@ -93,4 +93,7 @@ napi_value meshd_set_socket_mark(napi_env env, napi_callback_info info);
 napi_value meshd_aead_seal(napi_env env, napi_callback_info info);
 napi_value meshd_aead_open(napi_env env, napi_callback_info info);
 
+/* dp_napi.c: the native datapath's functions (datapath.h) */
+bool meshd_datapath_register(napi_env env, napi_value exports);
+
 #endif /* MESHD_NATIVE_H */

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -131,8 +132,7 @@ napi_value meshd_tun_open(napi_env env, napi_callback_info info) {
   memset(&ifr, 0, sizeof ifr);
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
   if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
-  /* Each read/write then starts with a struct virtio_net_hdr. Offloads (TUNSETOFFLOAD,
-   * TUNSETVNETHDRSZ) are not negotiated yet, so the kernel sends no GSO packets. */
+  /* Each read/write then starts with a struct virtio_net_hdr; offloads are negotiated below. */
   if (vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
   memcpy(ifr.ifr_name, name, len); /* len <= IFNAMSIZ - 1; memset left the NUL */
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
@@ -140,6 +140,19 @@ napi_value meshd_tun_open(napi_env env, napi_callback_info info) {
     close(fd);
     throw_setiff_failure(env, err, name, multi_queue);
     return NULL;
+  }
+  if (vnet_hdr) {
+    /* The kernel may now hand us TCP super-packets of up to 64 KiB with partial checksums
+     * (TSO), which the native datapath splits and checksums (offload.c), and takes GSO
+     * packets we coalesce on the way in. UDP segmentation offload (TUN_F_USO) is left off. */
+    int hdr_size = sizeof(struct virtio_net_hdr);
+    unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_size) < 0 || ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
+      int err = errno;
+      close(fd);
+      meshd_throw_errno(env, err, "ioctl", "cannot enable TUN offloads on %s", name);
+      return NULL;
+    }
   }
 
   meshd_state *state = meshd_state_of(env);

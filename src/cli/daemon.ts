@@ -13,7 +13,8 @@ import { UapiServer, uapiSocketPath, UAPI_DIR } from '../uapi/server.js';
 import { CliError } from './errors.js';
 import { selectTransportCipher } from '../crypto/transportCipher.js';
 import { transportCipherName, useTransportCipher } from '../noise/transport.js';
-import { nativeAvailable } from '../io/tun.js';
+import { nativeAvailable, nativeDatapathAvailable } from '../io/tun.js';
+import type { DatapathKind } from '../daemon/engine.js';
 import { checkMetricsFlag, serveMetrics } from '../metrics/flag.js';
 import { nodeRegistry } from '../metrics/node.js';
 import type { MetricsServer } from '../metrics/http.js';
@@ -29,6 +30,17 @@ export interface DaemonArgs {
   aead?: 'auto' | 'native' | 'node';
   /** host:port for Prometheus metrics (meant for localhost); off when absent. */
   metrics?: string;
+  /** Where transport data is handled; auto = native when the addon has it. */
+  datapath?: 'auto' | DatapathKind;
+}
+
+/** --datapath auto: the native packet loop when the addon loads, else TypeScript; either way logged. */
+export function chooseDatapath(want: 'auto' | DatapathKind, log: Logger): DatapathKind {
+  const have = nativeDatapathAvailable();
+  if (want === 'native' && !have) throw new CliError('ENATIVE', '--datapath native needs the native addon (npm run build:native)');
+  const kind = want === 'auto' ? (have ? 'native' : 'js') : want;
+  log.info({ datapath: kind, requested: want }, kind === 'native' ? 'datapath: native packet loop' : 'datapath: TypeScript');
+  return kind;
 }
 
 /** Shutdown must finish within 2 s even if something hangs. */
@@ -53,8 +65,9 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
   if (args.aead === 'native' && !nativeAvailable()) throw new CliError('ENATIVE', '--aead native needs the native addon (npm run build:native)');
   useTransportCipher(selectTransportCipher(args.aead ?? 'auto'));
   log.info({ aead: transportCipherName() }, 'transport cipher');
-  if (!cfg) return runAgent(args, log);
-  const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log });
+  const datapath = chooseDatapath(args.datapath ?? 'auto', log);
+  if (!cfg) return runAgent(args, log, datapath);
+  const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log, datapath });
   let uapi: UapiServer | null = null;
   let metrics: MetricsServer | null = null;
   try {
@@ -78,10 +91,10 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
 }
 
 /** Without --config: the node agent, driven by `meshd up` over the local socket. */
-async function runAgent(args: DaemonArgs, log: Logger): Promise<void> {
+async function runAgent(args: DaemonArgs, log: Logger, datapath: DatapathKind): Promise<void> {
   let agent: NodeAgent;
   try {
-    agent = new NodeAgent({ stateDir: args.stateDir ?? DEFAULT_STATE_DIR, tunName: args.tun, port: args.port ?? DEFAULT_PORT, log, uapiDir: args.uapiDir });
+    agent = new NodeAgent({ stateDir: args.stateDir ?? DEFAULT_STATE_DIR, tunName: args.tun, port: args.port ?? DEFAULT_PORT, log, uapiDir: args.uapiDir, datapath });
   } catch (err) {
     throw new CliError('ESTATE', (err as Error).message);
   }

@@ -10,6 +10,8 @@ import { Device, type PeerConfig } from '../device/device.js';
 import type { Endpoint } from '../device/endpoint.js';
 import { TunDevice } from '../io/tun.js';
 import { UdpBind } from '../io/udp.js';
+import { NativeDatapath } from '../io/datapath.js';
+import { NativeSessions } from './datapath.js';
 import { createLinkConfigurator, type LinkConfigurator } from '../system/netlink.js';
 import { applyRoutes } from '../system/routes.js';
 import { formatCidr, formatIp, type IpPrefix } from '../net/ipaddr.js';
@@ -45,17 +47,58 @@ export interface MeshConfig {
   routes: string[];
 }
 
+/** Where transport data is sealed and opened: in TypeScript, or in the addon's threads. */
+export type DatapathKind = 'js' | 'native';
+
 export interface EngineOptions {
   tunName: string;
   listenPort?: number;
   mtu?: number;
   log: Logger;
+  /** Default 'js'. */
+  datapath?: DatapathKind;
+  /** Native datapath: TUN segmentation/coalescing offloads (IFF_VNET_HDR); default true. */
+  tunOffload?: boolean;
+}
+
+/** The UDP side as the engine uses it: node:dgram sockets (UdpBind) or the native datapath's. */
+interface EngineBind {
+  readonly port: number;
+  readonly fwmark: number;
+  send(packet: Uint8Array, to: Endpoint): void;
+  rebind(port: number): Promise<void>;
+  setMark(mark: number): void;
+  close(): void;
+}
+
+class NativeBind implements EngineBind {
+  fwmark = 0;
+  constructor(private readonly dp: NativeDatapath) {}
+  get port(): number {
+    return this.dp.port;
+  }
+  send(packet: Uint8Array, to: Endpoint): void {
+    this.dp.sendRaw(packet, to);
+  }
+  async rebind(port: number): Promise<void> {
+    this.dp.rebind(port);
+    if (this.fwmark) this.dp.setMark(this.fwmark);
+  }
+  setMark(mark: number): void {
+    this.dp.setMark(mark);
+    this.fwmark = mark;
+  }
+  close(): void {
+    this.dp.close();
+  }
 }
 
 export class Engine {
   readonly device: Device;
   private tun: TunDevice | null = null;
-  private udp: UdpBind | null = null;
+  private udp: EngineBind | null = null;
+  /** The native datapath, when it carries the transport data. */
+  native: NativeSessions | null = null;
   private link: LinkConfigurator | null = null;
   private ticker: NodeJS.Timeout | null = null;
   private handshakeScheduled = false;
@@ -80,17 +123,28 @@ export class Engine {
   static async start(opts: EngineOptions): Promise<Engine> {
     const e = new Engine(opts.tunName, opts.log, opts.mtu ?? 1420);
     try {
-      e.tun = TunDevice.open(opts.tunName);
-      e.udp = await UdpBind.open(opts.listenPort ?? 0, (p, from) => e.onDatagram(p, from));
+      if (opts.datapath === 'native') {
+        const offload = opts.tunOffload ?? true;
+        e.tun = TunDevice.open(opts.tunName, { vnetHdr: offload });
+        e.startNative(opts.listenPort ?? 0, offload);
+      } else {
+        e.tun = TunDevice.open(opts.tunName);
+        e.udp = await UdpBind.open(opts.listenPort ?? 0, (p, from) => e.onDatagram(p, from));
+      }
       e.link = createLinkConfigurator();
       await e.link.setMtu(e.tun.name, e.device.mtu);
-      e.tun.onPackets(
-        (batch) => {
-          for (let i = 0; i < batch.count; i++) e.device.send(batch.packet(i));
-        },
-        (err) => e.log.warn({ err: err.message }, 'TUN read error'),
-      );
-      e.ticker = setInterval(() => e.device.tick(), TICK_MS);
+      if (!e.native) {
+        e.tun.onPackets(
+          (batch) => {
+            for (let i = 0; i < batch.count; i++) e.device.send(batch.packet(i));
+          },
+          (err) => e.log.warn({ err: err.message }, 'TUN read error'),
+        );
+      }
+      e.ticker = setInterval(() => {
+        e.native?.poll();
+        e.device.tick();
+      }, TICK_MS);
       return e;
     } catch (err) {
       await e.close();
@@ -98,8 +152,31 @@ export class Engine {
     }
   }
 
+  /** The addon's threads read the TUN and own the UDP port; the Device keeps the handshakes. */
+  private startNative(port: number, vnetHdr: boolean): void {
+    let sessions: NativeSessions | null = null;
+    const dp = NativeDatapath.open(this.tun!.fd, { vnetHdr, port, mtu: this.device.mtu }, {
+      handshake: (p, from) => this.onDatagram(p, from),
+      stage: (id, p) => sessions?.onStage(id, p),
+      verdict: (id, p) => sessions?.onVerdict(id, p),
+      confirm: (id, index) => sessions?.onConfirm(id, index),
+      flow: (_id, p) => sessions?.onFlow(p),
+      roam: (id, to) => sessions?.onRoam(id, to),
+      fatal: (errno, what) => sessions?.logFatal(errno, what),
+    });
+    this.udp = new NativeBind(dp);
+    sessions = new NativeSessions(this.device, dp, this.log, (p) => this.interceptInbound?.(p) ?? false);
+    this.native = sessions;
+    this.device.offload = sessions;
+    dp.start();
+  }
+
   get listenPort(): number {
     return this.udp?.port ?? 0;
+  }
+
+  get datapath(): DatapathKind {
+    return this.native ? 'native' : 'js';
   }
 
   get tunName(): string {
@@ -146,6 +223,7 @@ export class Engine {
     }
     for (const a of cfg.interface.addresses) await link.addAddress(this.tunName, formatCidr(a));
     this.addresses = cfg.interface.addresses;
+    this.native?.syncConfig();
     await link.setUp(this.tunName, true);
     await this.syncRoutes();
   }
@@ -207,6 +285,7 @@ export class Engine {
       this.linkUp = true;
     }
     this.fixedRoutes = cfg.routes;
+    this.native?.syncConfig();
     await this.syncRoutes();
     for (const peer of greet) if (peer.endpoint) dev.sendKeepalive(peer);
   }
@@ -240,6 +319,7 @@ export class Engine {
       for (const a of ps.allowedIps) dev.allowedIps.insert(a.bytes, a.bits, peer);
       if (ps.persistentKeepalive !== undefined) dev.setPersistentKeepalive(peer, ps.persistentKeepalive);
     }
+    this.native?.syncConfig();
     await this.syncRoutes();
   }
 

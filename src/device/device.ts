@@ -68,6 +68,21 @@ export interface PacketFilterHook {
   outbound(packet: Uint8Array, now: number): void;
   /** 'accept', or why not. */
   inbound(packet: Uint8Array, now: number): string;
+  /** Changes whenever the rules do: a datapath caching verdicts re-decides then. */
+  readonly version?: number;
+}
+
+/**
+ * A datapath that carries transport data outside this object (the native
+ * packet loop, src/daemon/datapath.ts). It owns the sessions' send counters,
+ * so every transport message goes out through it; the device tells it when a
+ * peer's sessions or endpoint change.
+ */
+export interface TransportOffload {
+  syncPeer(peer: Peer): void;
+  peerRemoved(peer: Peer): void;
+  /** Seals and sends these under the peer's current session; returns how many went (in order). */
+  sendPlain(peer: Peer, packets: Uint8Array[]): number;
 }
 
 export interface PeerConfig {
@@ -108,6 +123,8 @@ export class Device {
   up = true;
   /** Null: no filtering (a plain WireGuard interface); the mesh always sets one. */
   filter: PacketFilterHook | null = null;
+  /** Null: this object seals and opens transport data itself (the JS datapath). */
+  offload: TransportOffload | null = null;
 
   readonly bind: Bind;
   readonly tun: TunSink;
@@ -197,6 +214,7 @@ export class Device {
     this.clearKeypairs(peer);
     peer.handshake.zero();
     peer.staged.length = 0;
+    this.offload?.peerRemoved(peer);
     this.peers.delete(id);
     return true;
   }
@@ -225,6 +243,7 @@ export class Device {
 
   clearKeypairs(peer: Peer): void {
     this.releaseKeypairs(peer.keypairs.clear());
+    this.offload?.syncPeer(peer);
   }
 
   /** A UDP datagram from `from` (transport handled now, handshakes queued). */

@@ -13,6 +13,7 @@ import { classify, COOKIE_REPLY, readCounter, readIndex, TRANSPORT } from '../wi
 import type { Device } from './device.js';
 import { endpointBytes, sameEndpoint, type Endpoint } from './endpoint.js';
 import type { Peer } from './peer.js';
+import type { Keypair } from '../noise/keypair.js';
 import { installSession, sendHandshakeInitiation, sendHandshakeResponse, sendKeepalive, sendStaged } from './send.js';
 
 /** Hysteresis: once under load, stay so for a second (wireguard-go). */
@@ -159,12 +160,7 @@ function receiveTransport(dev: Device, packet: Uint8Array, from: Endpoint): void
   }
   authenticated(dev, peer, packet.length, from, now);
   peer.rxPackets++;
-  const { confirmed, dropped } = peer.keypairs.receivedWith(kp);
-  dev.releaseKeypairs(dropped);
-  if (confirmed) {
-    handshakeComplete(dev, peer);
-    sendStaged(dev, peer);
-  }
+  confirmSession(dev, peer, kp);
   keepKeyFreshReceiving(dev, peer);
   if (plaintext.length === 0) return; // keepalive
 
@@ -191,10 +187,23 @@ function receiveTransport(dev: Device, packet: Uint8Array, from: Endpoint): void
 }
 
 /**
+ * A data packet authenticated under `kp`: if it is the responder's pending
+ * next session, that confirms it (§5.4.4) and what waited for it goes out.
+ */
+export function confirmSession(dev: Device, peer: Peer, kp: Keypair): void {
+  const { confirmed, dropped } = peer.keypairs.receivedWith(kp);
+  dev.releaseKeypairs(dropped);
+  if (!confirmed) return;
+  dev.offload?.syncPeer(peer);
+  handshakeComplete(dev, peer);
+  sendStaged(dev, peer);
+}
+
+/**
  * §6.2: the initiator starts a new handshake if its session is about to be
  * rejected and nothing renewed it, once per session ("last minute").
  */
-function keepKeyFreshReceiving(dev: Device, peer: Peer): void {
+export function keepKeyFreshReceiving(dev: Device, peer: Peer): void {
   const kp = peer.keypairs.current;
   if (!kp || !kp.isInitiator || peer.sentLastMinuteHandshake) return;
   if (dev.clock.now() - kp.created >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT) {

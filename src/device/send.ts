@@ -57,7 +57,12 @@ export function sendStaged(dev: Device, peer: Peer): void {
   const endpoint = peer.endpoint;
   let sentData = false;
   let sent = 0;
-  while (peer.staged.length) {
+  if (dev.offload !== null) {
+    // The native datapath holds the send counter: it seals these.
+    sent = dev.offload.sendPlain(peer, peer.staged);
+    for (const p of peer.staged.splice(0, sent)) if (p.length) sentData = true;
+  }
+  while (dev.offload === null && peer.staged.length) {
     // Counter exhaustion mid-batch: keep the rest for the next session.
     if (!kp.canSend(now)) break;
     const plaintext = peer.staged.shift()!;
@@ -78,7 +83,7 @@ export function sendStaged(dev: Device, peer: Peer): void {
 }
 
 /** §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after REKEY_AFTER_MESSAGES. */
-function keepKeyFreshSending(dev: Device, peer: Peer): void {
+export function keepKeyFreshSending(dev: Device, peer: Peer): void {
   const kp = peer.keypairs.current;
   if (kp === null || !kp.sendingValid) return;
   const now = dev.clock.now();
@@ -136,4 +141,5 @@ export function installSession(dev: Device, peer: Peer, kp: import('../noise/key
   peer.handshakeIndex = 0;
   dev.releaseKeypairs(peer.keypairs.add(kp));
   peer.timers.sessionDerived(dev.clock.now());
+  dev.offload?.syncPeer(peer);
 }

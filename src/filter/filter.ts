@@ -52,11 +52,17 @@ export class PacketFilter {
   private nIcmpErrors = 0;
   private nFragments = 0;
   private nOutbound = 0;
+  private rulesVersion = 0;
 
   /** `rules === null` is the permissive mode of allowAll(). Options are checked when a flow table is first needed. */
   constructor(rules: readonly FilterRule[] | null, opts: PacketFilterOptions = {}) {
     this.opts = { ...opts };
     this.setRules(rules);
+  }
+
+  /** Counts setRules calls: a native flow cache forgets the flows it admitted when it moves. */
+  get version(): number {
+    return this.rulesVersion;
   }
 
   /** What the last rules had that could not be used (skipped, so less passes). */
@@ -70,6 +76,7 @@ export class PacketFilter {
    * from permissive to rules starts with no flows (permissive tracks none).
    */
   setRules(rules: readonly FilterRule[] | null): readonly string[] {
+    this.rulesVersion++;
     if (rules === null) {
       this.rules = null;
       return [];

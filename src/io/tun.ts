@@ -117,7 +117,7 @@ interface NativeReaderStats {
 }
 
 /** The addon's exports (native/src/*.c). */
-interface NativeBinding {
+export interface NativeBinding {
   open(name: string, multiQueue: boolean, vnetHdr: boolean): { fd: number; name: string };
   close(fd: number): void;
   startReading(
@@ -135,6 +135,55 @@ interface NativeBinding {
   aeadSeal(key: Uint8Array, counter: number, src: Uint8Array, srcOff: number, srcLen: number, padLen: number, dst: Uint8Array, dstOff: number): number;
   aeadOpen(key: Uint8Array, counter: number, src: Uint8Array, srcOff: number, srcLen: number, dst: Uint8Array, dstOff: number): number;
   readonly maxNameLength: number;
+  // The native datapath (native/src/dp_napi.c); src/io/datapath.ts wraps these.
+  dpCreate(tunFd: number, vnetHdr: boolean, port: number, mtu: number, onEvent: DatapathEventHandler): DatapathHandle;
+  dpStart(h: DatapathHandle): void;
+  dpClose(h: DatapathHandle): void;
+  dpPort(h: DatapathHandle): number;
+  dpNow(): number;
+  dpSetPeer(h: DatapathHandle, id: number, address: string, port: number): void;
+  dpRemovePeer(h: DatapathHandle, id: number): void;
+  dpSetKeypairs(h: DatapathHandle, id: number, keypairs: Array<DatapathKeypair | null>): void;
+  dpSetAllowedIps(h: DatapathHandle, entries: Uint8Array): void;
+  dpSendPlain(h: DatapathHandle, id: number, packets: Uint8Array[]): number;
+  dpSendRaw(h: DatapathHandle, packet: Uint8Array, address: string, port: number): void;
+  dpTunWrite(h: DatapathHandle, packet: Uint8Array): void;
+  dpSetFilter(h: DatapathHandle, on: boolean): void;
+  dpFlowAdmit(h: DatapathHandle, packet: Uint8Array, flags: number): void;
+  dpFlowForget(h: DatapathHandle): void;
+  dpPeerStats(h: DatapathHandle, ids: Uint32Array, out: Float64Array): void;
+  dpStats(h: DatapathHandle): DatapathStats;
+  dpSetMark(h: DatapathHandle, mark: number): void;
+  dpRebind(h: DatapathHandle, port: number): void;
+}
+
+/** An opaque native datapath (an external). */
+export type DatapathHandle = { readonly __datapath: unique symbol };
+export type DatapathEventHandler = (kind: number, peerId: number, arg: number, data: Buffer | null, address: string | null, port: number) => void;
+export interface DatapathKeypair {
+  localIndex: number;
+  remoteIndex: number;
+  sendKey: Uint8Array;
+  receiveKey: Uint8Array;
+  /** Native monotonic ms. */
+  created: number;
+  isInitiator: boolean;
+  sendingValid: boolean;
+  sendingCounter: number;
+}
+export interface DatapathStats {
+  drops: Record<string, number>;
+  txSyscalls: number;
+  rxSyscalls: number;
+  tunReads: number;
+  tunWrites: number;
+  gsoSends: number;
+  groSegments: number;
+  coalesced: number;
+  gso: boolean;
+  gro: boolean;
+  tunOffload: boolean;
+  flows?: { flows: number; inboundFlows: number; capacity: number; evictions: number; expired: number };
 }
 
 let binding: NativeBinding | undefined;
@@ -179,6 +228,15 @@ export function loadNative(): NativeBinding {
 }
 
 /** True when the addon is built and loads; never throws for a missing addon. */
+/** The addon is built and has the native datapath (an older build may lack it). */
+export function nativeDatapathAvailable(): boolean {
+  try {
+    return typeof loadNative().dpCreate === 'function';
+  } catch {
+    return false;
+  }
+}
+
 export function nativeAvailable(): boolean {
   try {
     loadNative();

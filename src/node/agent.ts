@@ -13,7 +13,7 @@ import { Pinger } from './ping.js';
 import { buildStatus, type StatusJson } from './status.js';
 import { decodeKeyBase64, encodeKeyBase64 } from '../config/keys.js';
 import { X25519PrivateKey } from '../crypto/x25519.js';
-import { Engine } from '../daemon/engine.js';
+import { Engine, type DatapathKind } from '../daemon/engine.js';
 import type { Device } from '../device/device.js';
 import type { Logger } from '../daemon/log.js';
 import { formatIpEndpoint, parseIp } from '../net/ipaddr.js';
@@ -32,6 +32,7 @@ export interface AgentOptions {
   port: number;
   log: Logger;
   uapiDir?: string;
+  datapath?: DatapathKind;
 }
 
 export interface UpRequest {
@@ -268,7 +269,7 @@ export class NodeAgent {
 
   private async startEngine(): Promise<void> {
     if (this.engine) return;
-    const engine = await Engine.start({ tunName: this.o.tunName, listenPort: this.o.port, log: this.o.log });
+    const engine = await Engine.start({ tunName: this.o.tunName, listenPort: this.o.port, log: this.o.log, datapath: this.o.datapath });
     try {
       engine.device.setPrivateKey(this.key.exportBytes());
       this.uapi = await UapiServer.listen(uapiSocketPath(engine.tunName, this.o.uapiDir ?? UAPI_DIR), engine, (err) => this.o.log.error({ err: err.message }, 'UAPI request failed'));
