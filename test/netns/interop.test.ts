@@ -12,9 +12,9 @@
 // a failed test prints the tail of every daemon's log.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  formatEndpoint, iperfClient, iperfServer, keyPair, labPerTest, MESHD, must, ping, presharedKey, run, sleep, udpReceiveErrors, udpSend, udpSink,
+  formatEndpoint, iperfClient, iperfServer, keyPair, labPerTest, MESHD, must, ping, presharedKey, run, sleep, udpReceiveErrors, udpSend, udpSink, useMeshdDatapath,
   waitFor, type Host, type InterfaceSpec, type Lab, type PeerDump, type PingResult, type Proc, type Topology, type WgKind, type WgNode,
 } from '../support/netns.js';
 
@@ -109,7 +109,11 @@ function expectAccounted(tx: number, rx: number, drops: number, what: string): v
   expect(tx - rx, what).toBeLessThanOrEqual(drops * MAX_DATAGRAM + COUNTER_SLACK);
 }
 
-describe.skipIf(process.getuid?.() !== 0)('meshd interop over network namespaces', () => {
+// The whole suite runs once per datapath: the addon's native packet loop and the TypeScript one.
+const DATAPATHS = ['native', 'js'] as const;
+
+describe.skipIf(process.getuid?.() !== 0).each(DATAPATHS)('meshd interop over network namespaces (datapath: %s)', (datapath) => {
+  beforeAll(() => useMeshdDatapath(datapath));
   labPerTest((l) => (lab = l));
 
   // 1 ---------------------------------------------------------------------

@@ -379,6 +379,12 @@ function installExitHook(): void {
   });
 }
 
+/** The --datapath every Lab.startMeshd passes; suites run once per datapath set it in beforeAll. */
+let meshdDatapath: 'auto' | 'native' | 'js' = 'auto';
+export function useMeshdDatapath(d: 'auto' | 'native' | 'js'): void {
+  meshdDatapath = d;
+}
+
 export class Lab {
   readonly dir: string;
   private readonly namespaces = new Set<string>();
@@ -489,12 +495,13 @@ export class Lab {
     );
   }
 
-  /** Starts `meshd daemon` from a wg-quick file; resolves once `wg show` answers. */
+  /** Starts `meshd daemon` from a wg-quick file, on the datapath of useMeshdDatapath(); resolves once `wg show` answers. */
   async startMeshd(ns: string, spec: InterfaceSpec, opts: { name?: string; extraArgs?: string[] } = {}): Promise<WgNode> {
     const name = opts.name ?? this.wgName();
     this.wgNames.add(name);
     const configFile = this.file(`${name}.conf`, formatConfig(spec, true));
-    const proc = this.spawn(ns, MESHD, ['daemon', '--tun', name, '--config', configFile, '--log-level', 'debug', ...(opts.extraArgs ?? [])], { label: `meshd ${name}` });
+    const args = ['daemon', '--tun', name, '--config', configFile, '--log-level', 'debug', '--datapath', meshdDatapath, ...(opts.extraArgs ?? [])];
+    const proc = this.spawn(ns, MESHD, args, { label: `meshd ${name} (${meshdDatapath})` });
     await this.waitReady(ns, name, proc);
     return new WgNode(this, 'meshd', ns, name, spec, proc, configFile);
   }
