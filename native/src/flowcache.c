@@ -37,7 +37,10 @@ enum { ST_INBOUND = 1, ST_FIN_OUT = 2, ST_FIN_IN = 4, ST_RST = 8 };
 #define ST_CLOSED (ST_FIN_OUT | ST_FIN_IN)
 
 /* Hint hits never move an entry in its LRU list; the lock does, at least this often. */
-#define LRU_RESOLUTION_MS 1000
+#define LRU_RESOLUTION_MS 100
+
+/* The policy generation of a flow of theirs that JS has not admitted (never current). */
+#define GEN_NONE UINT64_MAX
 
 /* Key words: version << 8 | proto, local port, remote port, local address, remote address. */
 #define KW 11
@@ -619,16 +622,23 @@ int meshd_flowcache_admit(meshd_flowcache *fc, const uint8_t *pkt, size_t len, u
   int rc = MESHD_FC_ADMIT_UPDATED;
   pthread_mutex_lock(&fc->lock);
   int32_t s = find(fc, k, bucket, now);
+  bool was_theirs = false;
   if (s < 0) {
     s = add(fc, k, bucket, now, inbound);
     rc = MESHD_FC_ADMIT_ADDED;
   } else {
+    was_theirs = ld8(&fc->e[s].state) & ST_INBOUND;
     set_origin(fc, s, inbound, now);
     touch(fc, s, now);
   }
   entry *e = &fc->e[s];
-  /* Admitted under the policy in force now; a hint taken earlier sees the new generation. */
-  e->gen = atomic_load_explicit(&fc->generation, memory_order_relaxed);
+  if (!sent) {
+    /* Admitted under the policy in force now; hints taken earlier see the new generation. */
+    e->gen = atomic_load_explicit(&fc->generation, memory_order_relaxed);
+  } else if (inbound && !was_theirs) {
+    /* Theirs, but no packet of theirs was decided: JS decides the next one. */
+    e->gen = GEN_NONE;
+  }
   if (t.proto == PROTO_TCP) tcp_flags(e, t.tcp_flags, sent);
   pthread_mutex_unlock(&fc->lock);
   return rc;

@@ -132,13 +132,17 @@ int meshd_flowcache_inbound(meshd_flowcache *fc, meshd_flowcache_hint *hint, con
                             size_t len, uint64_t now_ms);
 
 /*
- * JS's word on the flow of `pkt`, which JS has just accepted: by default a received packet
- * its rules admitted (the flow is theirs, valid until the next forget_inbound()). The entry
- * is created or refreshed, its TCP state updated, and its origin set to what JS says: JS is
- * the authority. Use MESHD_FC_ADMIT_OURS when JS accepted it as a reply to a flow its table
- * has as ours, and MESHD_FC_ADMIT_SENT | 0 when JS, told of an OUT_NEW flow, has it as theirs
- * (this table lost the entry, and must not take our packet as the start of a flow of ours:
- * replies to ours pass under any policy). MESHD_FC_ADMIT_*.
+ * JS's word on the flow of `pkt`; JS is the authority, so the entry is created or refreshed
+ * with the origin JS says, and its TCP state updated from the packet. flags:
+ *   0                    a received packet JS's rules accepted: theirs, admitted under the
+ *                        current policy (until the next forget_inbound()). The common case.
+ *   MESHD_FC_ADMIT_OURS  a received packet JS accepted as a reply to a flow its table has as
+ *                        ours (this table had lost it).
+ *   MESHD_FC_ADMIT_SENT  a packet we sent, that outbound() reported OUT_NEW, whose flow JS's
+ *                        table has as theirs (this table had lost it): it is made theirs but
+ *                        not admitted, so its next inbound packet goes to JS. Without this,
+ *                        replies to "our" flow would pass under any policy.
+ * MESHD_FC_ADMIT_*.
  */
 int meshd_flowcache_admit(meshd_flowcache *fc, const uint8_t *pkt, size_t len, uint64_t now_ms,
                           unsigned flags);

@@ -295,12 +295,23 @@ static void test_admit_forget(int v) {
   EQ(s.flows, 3);
   EQ(s.inbound_flows, 2);
   EQ(s.generation, 1);
-  /* JS says a flow we recorded as ours is theirs (this table had lost it): it becomes theirs. */
+  /* JS says a flow we recorded as ours is theirs (this table had lost it): it becomes theirs,
+   * not admitted (no packet of theirs was decided under this policy), so JS sees the next. */
   pkt lost = udp(v, true, 8080, 61000);
   EQ(OUT(fc, lost, 8), MESHD_FC_OUT_NEW);
   EQ(admit_(fc, &lost, lost.len, 8, MESHD_FC_ADMIT_SENT), MESHD_FC_ADMIT_UPDATED);
   pkt lost_in = udp(v, false, 61000, 8080);
+  EQ(IN(fc, lost_in, 9), MESHD_FC_IN_UNKNOWN);
+  EQ(OUT(fc, lost, 9), MESHD_FC_OUT_KNOWN);
+  EQ(ADMIT(fc, lost_in, 9), MESHD_FC_ADMIT_UPDATED);
   EQ(IN(fc, lost_in, 9), MESHD_FC_IN_ADMITTED);
+  /* SENT on a flow already admitted leaves it admitted; on a new one, adds it unadmitted. */
+  EQ(admit_(fc, &lost, lost.len, 9, MESHD_FC_ADMIT_SENT), MESHD_FC_ADMIT_UPDATED);
+  EQ(IN(fc, lost_in, 9), MESHD_FC_IN_ADMITTED);
+  pkt fresh = udp(v, true, 8081, 61000), fresh_in = udp(v, false, 61000, 8081);
+  EQ(admit_(fc, &fresh, fresh.len, 9, MESHD_FC_ADMIT_SENT), MESHD_FC_ADMIT_ADDED);
+  EQ(IN(fc, fresh_in, 9), MESHD_FC_IN_UNKNOWN);
+  EQ(OUT(fc, fresh, 9), MESHD_FC_OUT_KNOWN);
   meshd_flowcache_forget_inbound(fc);
   EQ(IN(fc, lost_in, 9), MESHD_FC_IN_UNKNOWN);
   /* And JS accepting a reply to a flow it has as ours records it as ours. */
