@@ -91,10 +91,15 @@ typedef struct meshd_flowcache_stats {
 
 /*
  * A small per-thread cache of recent hits. Give each thread that calls outbound()/inbound()
- * its own, zeroed (or meshd_flowcache_hint_init) and used with one flowcache only; NULL
- * works too, always taking the lock. A hint entry remembers a slot and that slot's reuse
- * sequence: while the sequence is unchanged the slot still holds that flow, so a packet of a
- * bulk flow is decided with a few atomic loads and at most one store per millisecond.
+ * its own, zeroed (or meshd_flowcache_hint_init), used with one flowcache only (init it again
+ * if the cache is replaced); NULL works too, always taking the lock. A hint entry remembers a
+ * slot and that slot's reuse sequence: while the sequence is unchanged the slot still holds
+ * that flow, so a packet of an established flow is decided with a few atomic loads and at
+ * most one store per millisecond. Packets that change TCP state (SYN, FIN, RST) always take
+ * the lock. The answers are the same with or without hints; what differs is LRU order: a
+ * hinted hit refreshes the flow's last-seen time but moves it to the front of its LRU list
+ * at most every 100 ms, so a full table recycles an entry within 100 ms of the true least
+ * recently used one (without hints: exactly conntrack.ts's choice).
  */
 #define MESHD_FC_HINT_WAYS 8
 typedef struct meshd_flowcache_hint {
