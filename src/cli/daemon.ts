@@ -76,7 +76,7 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
       await engine.applyWgQuick(cfg);
     }
     uapi = await UapiServer.listen(uapiSocketPath(engine.tunName, args.uapiDir ?? UAPI_DIR), engine, (err) => log.error({ err: err.message }, 'UAPI request failed'));
-    if (args.metrics !== undefined) metrics = await serveMetrics(args.metrics, nodeRegistry({ device: () => engine.device }), log);
+    if (args.metrics !== undefined) metrics = await serveMetrics(args.metrics, nodeRegistry({ device: () => engine.device, datapath: () => engine.native?.stats() ?? null }), log);
   } catch (err) {
     await uapi?.close().catch(() => {});
     await engine.close();
@@ -101,7 +101,7 @@ async function runAgent(args: DaemonArgs, log: Logger, datapath: DatapathKind): 
   const api = await LocalApi.listen(args.socket ?? DEFAULT_SOCKET, agent).catch((err: Error) => {
     throw new CliError('ESOCKET', `cannot serve ${args.socket ?? DEFAULT_SOCKET}: ${err.message}`);
   });
-  const metrics = args.metrics === undefined ? null : await serveMetrics(args.metrics, nodeRegistry({ device: () => agent.device, agent: () => agent.snapshot() }), log).catch(async (err) => {
+  const metrics = args.metrics === undefined ? null : await serveMetrics(args.metrics, nodeRegistry({ device: () => agent.device, agent: () => agent.snapshot(), datapath: () => agent.datapathStats() }), log).catch(async (err) => {
     await api.close().catch(() => {});
     throw err;
   });

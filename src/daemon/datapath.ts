@@ -14,6 +14,7 @@ import { keepKeyFreshSending, sendStaged } from '../device/send.js';
 import type { Keypair } from '../noise/keypair.js';
 import { NativeDatapath, PEER_STATS, PeerStat, type DatapathKeypair, type DatapathStats } from '../io/datapath.js';
 import type { Logger } from './log.js';
+import { DROP_REASONS, type DropReason } from '../wire/drops.js';
 
 /** Last figures read from the native side for one peer. */
 interface Seen {
@@ -37,6 +38,7 @@ export class NativeSessions implements TransportOffload {
   private readonly pushedEndpoint = new Map<Peer, Endpoint | null>();
   private readonly seen = new Map<Peer, Seen>();
   private filterVersion = -1;
+  private readonly dropsSeen = new Map<string, number>();
   private statsIds = new Uint32Array(0);
   private statsOut = new Float64Array(0);
 
@@ -188,6 +190,7 @@ export class NativeSessions implements TransportOffload {
   poll(): void {
     const dev = this.dev;
     this.syncFilter();
+    this.pollDrops();
     const n = this.ids.size;
     if (this.statsIds.length < n) {
       this.statsIds = new Uint32Array(n * 2);
@@ -244,6 +247,16 @@ export class NativeSessions implements TransportOffload {
       if (sent) keepKeyFreshSending(dev, peer);
       if (received) keepKeyFreshReceiving(dev, peer);
     });
+  }
+
+  /** Native drop counters join the device's, so status and metrics show one set. */
+  private pollDrops(): void {
+    const drops = this.dp.stats().drops;
+    for (const [reason, n] of Object.entries(drops)) {
+      const was = this.dropsSeen.get(reason) ?? 0;
+      if (n > was && (DROP_REASONS as readonly string[]).includes(reason)) this.dev.drops.add(reason as DropReason, n - was);
+      this.dropsSeen.set(reason, n);
+    }
   }
 
   stats(): DatapathStats {

@@ -10,6 +10,23 @@ import type { FilterStats } from '../filter/filter.js';
 import type { AgentState } from '../node/agent.js';
 import { DROP_REASONS } from '../wire/drops.js';
 import { liveCounter, liveGauge, memo } from './collect.js';
+import type { DatapathStats } from '../io/datapath.js';
+
+/** How well the native packet loop batches: syscalls against packets, GSO/GRO use. */
+function datapathMetrics(reg: Registry, stats: () => DatapathStats | null): void {
+  const counter = (name: string, help: string, value: (s: DatapathStats) => number) =>
+    liveCounter(reg, name, help, [], (emit) => {
+      const s = stats();
+      if (s) emit({}, value(s));
+    });
+  counter('meshd_datapath_tun_reads_total', 'read() calls on the TUN (one may carry a 64 KiB TCP super-packet)', (s) => s.tunReads);
+  counter('meshd_datapath_tun_writes_total', 'write()/writev() calls on the TUN', (s) => s.tunWrites);
+  counter('meshd_datapath_tun_coalesced_packets_total', 'Packets written to the TUN inside coalesced GSO writes', (s) => s.coalesced);
+  counter('meshd_datapath_udp_send_calls_total', 'sendmmsg() calls', (s) => s.txSyscalls);
+  counter('meshd_datapath_udp_recv_calls_total', 'recvmmsg() calls', (s) => s.rxSyscalls);
+  counter('meshd_datapath_udp_gso_sends_total', 'Messages sent as one UDP GSO super-datagram', (s) => s.gsoSends);
+  counter('meshd_datapath_udp_gro_segments_total', 'Datagrams received inside UDP GRO buffers', (s) => s.groSegments);
+}
 
 /** What the agent's snapshot() gives that the metrics use. */
 export interface AgentView {
@@ -27,6 +44,8 @@ export interface NodeMetricsSource {
   device(): Device | null;
   /** Agent mode only (no --config). */
   agent?(): AgentView;
+  /** The native datapath's counters; null on the TypeScript datapath. */
+  datapath?(): DatapathStats | null;
 }
 
 const AGENT_STATES = ['stopped', 'needs-login', 'pending-approval', 'running'] as const satisfies readonly AgentState[];
@@ -74,6 +93,7 @@ export function nodeRegistry(src: NodeMetricsSource): Registry {
     if (!dev) return;
     for (const reason of DROP_REASONS) emit({ reason }, dev.drops.get(reason));
   });
+  if (src.datapath) datapathMetrics(reg, memo(src.datapath));
   if (agent) agentMetrics(reg, agent);
   return reg;
 }

@@ -15,6 +15,7 @@ import { decodeKeyBase64, encodeKeyBase64 } from '../config/keys.js';
 import { X25519PrivateKey } from '../crypto/x25519.js';
 import { Engine, type DatapathKind } from '../daemon/engine.js';
 import type { Device } from '../device/device.js';
+import type { DatapathStats } from '../io/datapath.js';
 import type { Logger } from '../daemon/log.js';
 import { formatIpEndpoint, parseIp } from '../net/ipaddr.js';
 import { UapiServer, uapiSocketPath, UAPI_DIR } from '../uapi/server.js';
@@ -94,6 +95,11 @@ export class NodeAgent {
   }
 
   /** The interface's device while it is up, for the metrics (read only). */
+  /** The native datapath's counters while the interface is up on it. */
+  datapathStats(): DatapathStats | null {
+    return this.engine?.native?.stats() ?? null;
+  }
+
   get device(): Device | null {
     return this.engine?.device ?? null;
   }

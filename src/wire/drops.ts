@@ -27,6 +27,12 @@ export const DROP_REASONS = [
   'stagedQueueFull', // outbound packet waiting for a handshake, queue full
   'tunWriteFailed', // the TUN refused the packet
   'filtered', // the packet filter denied it
+  // Native datapath only (native/src/datapath.h DP_DROPS):
+  'eventQueueFull', // a packet for JS (handshake, staging, filter verdict) met a full event queue
+  'udpSendFailed', // the UDP socket refused a datagram
+  'tunReadError', // reading the TUN failed
+  'offloadError', // a TUN read with a malformed or oversized virtio-net header / segment
+  'counterExhausted', // the session's send counter reached REJECT_AFTER_MESSAGES
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
