@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(iproute2 iputils-ping nftables wireguard-tools wireguard-go iperf3 jq netcat-openbsd systemd python3)
+PACKAGES=(iproute2 iputils-ping nftables wireguard-tools wireguard-go iperf3 jq netcat-openbsd systemd python3 gcc libssl-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -12,7 +12,7 @@ import type { Peer } from '../device/peer.js';
 import { confirmSession, keepKeyFreshReceiving } from '../device/receive.js';
 import { keepKeyFreshSending, sendStaged } from '../device/send.js';
 import type { Keypair } from '../noise/keypair.js';
-import { NativeDatapath, PEER_STATS, PeerStat, type DatapathKeypair, type DatapathStats } from '../io/datapath.js';
+import { FLOW_ADMIT_SENT, NativeDatapath, PEER_STATS, PeerStat, type DatapathKeypair, type DatapathStats } from '../io/datapath.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, type DropReason } from '../wire/drops.js';
 
@@ -169,8 +169,14 @@ export class NativeSessions implements TransportOffload {
     confirmSession(this.dev, peer, kp);
   }
 
+  /**
+   * A flow the native table just recorded as ours. JS's table is the
+   * authority: if it has the flow as theirs (the native entry was evicted),
+   * the native side must not take it for ours, or replies would pass under
+   * any policy.
+   */
   onFlow(packet: Buffer): void {
-    this.dev.filter?.outbound(packet, this.dev.clock.now());
+    if (this.dev.filter?.outbound(packet, this.dev.clock.now())) this.dp.flowAdmit(packet, FLOW_ADMIT_SENT);
   }
 
   onRoam(peerId: number, to: Endpoint): void {

@@ -65,7 +65,8 @@ export interface DeviceOptions {
  * Times are the device clock's.
  */
 export interface PacketFilterHook {
-  outbound(packet: Uint8Array, now: number): void;
+  /** True when the packet belongs to a flow the other side started (a reply of ours). */
+  outbound(packet: Uint8Array, now: number): boolean;
   /** 'accept', or why not. */
   inbound(packet: Uint8Array, now: number): string;
   /** Changes whenever the rules do: a datapath caching verdicts re-decides then. */

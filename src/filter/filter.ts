@@ -86,19 +86,23 @@ export class PacketFilter {
     return this.rules.problems;
   }
 
-  /** A packet this node sends into the tunnel: its flow is recorded so replies pass. */
-  outbound(packet: Uint8Array, now: number): void {
+  /**
+   * A packet this node sends into the tunnel: its flow is recorded so replies
+   * pass. True when the flow is one the other side started (we are replying).
+   */
+  outbound(packet: Uint8Array, now: number): boolean {
     const table = this.table;
-    if (this.rules === null || table === null) return;
+    if (this.rules === null || table === null) return false;
     this.nOutbound++;
     const t = this.t;
     // Fragments and ICMP other than echo open no flow; bad packets are the kernel's business.
-    if (!readPacket(packet, t) || t.fragment || t.icmpKind === ICMP_ERROR || t.icmpKind === ICMP_OTHER) return;
+    if (!readPacket(packet, t) || t.fragment || t.icmpKind === ICMP_ERROR || t.icmpKind === ICMP_OTHER) return false;
     table.load(t, false);
     let s = table.find(now);
     if (s < 0) s = table.add(now, false);
     else table.touch(s, now);
     if (t.proto === PROTO_TCP) table.tcpFlags(s, t.tcpFlags, true);
+    return table.isInbound(s);
   }
 
   /** A decrypted packet from a peer: 'accept', or why it must be dropped. */
