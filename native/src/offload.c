@@ -426,7 +426,7 @@ static void put_vnet_hdr(uint8_t *at, const struct virtio_net_hdr *h)
 }
 
 int meshd_offload_coalesce(meshd_gro *gro, const meshd_pkt *pkts, size_t n, struct iovec *iov,
-                           size_t iov_cap, meshd_tun_write *writes, size_t writes_cap)
+                           size_t iov_cap, meshd_offload_write *writes, size_t writes_cap)
 {
   if (!gro || (n && (!pkts || !iov || !writes)) || n > MESHD_GRO_BATCH_MAX)
     return -EINVAL;
@@ -516,7 +516,7 @@ int meshd_offload_coalesce(meshd_gro *gro, const meshd_pkt *pkts, size_t n, stru
     uint8_t *fp = f->data;
     struct virtio_net_hdr vh;
     memset(&vh, 0, sizeof vh);
-    meshd_tun_write *wr = &writes[w];
+    meshd_offload_write *wr = &writes[w];
     wr->iov_first = (uint32_t)k;
     wr->pkt_first = it->first;
     wr->pkt_count = it->count;

@@ -137,11 +137,15 @@ typedef struct meshd_pkt {
 
 /* One TUN write: writev(fd, iov + iov_first, iov_count), expected to return `bytes`. It
  * carries pkt_count packets of the batch, starting with pkts[pkt_first]. */
-typedef struct meshd_tun_write {
+typedef struct meshd_offload_write {
   uint32_t iov_first, iov_count;
   uint32_t pkt_first, pkt_count;
   size_t bytes; /* virtio_net_hdr included */
-} meshd_tun_write;
+} meshd_offload_write;
+/* Transitional alias for dp_io.c. It clashes with the N-API function meshd_tun_write()
+ * in meshd_native.h (one identifier namespace), so no file may include both while it
+ * exists: switch dp_io.c to meshd_offload_write, then delete this line. */
+typedef meshd_offload_write meshd_tun_write;
 
 /* Scratch for meshd_offload_coalesce(): allocate once per thread (about 6 KiB; it may live on
  * a thread's stack). Needs no initialisation; contents are private. */
@@ -198,6 +202,6 @@ typedef struct meshd_gro {
  * right, and DATA_VALID cannot be used to trust it anyway.
  */
 int meshd_offload_coalesce(meshd_gro *gro, const meshd_pkt *pkts, size_t n, struct iovec *iov,
-                           size_t iov_cap, meshd_tun_write *writes, size_t writes_cap);
+                           size_t iov_cap, meshd_offload_write *writes, size_t writes_cap);
 
 #endif /* MESHD_OFFLOAD_H */

@@ -656,11 +656,11 @@ static int add_split(struct batch *b, struct flow *f, size_t n, uint16_t mss, ui
 
 static meshd_gro gro;
 static struct iovec iov[MESHD_GRO_BATCH_MAX];
-static meshd_tun_write writes[MESHD_GRO_BATCH_MAX];
+static meshd_offload_write writes[MESHD_GRO_BATCH_MAX];
 static uint8_t flat[70000 + 16];
 
 /* Concatenates write w's iovecs into flat; returns its length. */
-static size_t gather(const meshd_tun_write *w)
+static size_t gather(const meshd_offload_write *w)
 {
   size_t len = 0;
   for (uint32_t k = 0; k < w->iov_count; k++) {
@@ -714,7 +714,7 @@ static int coalesce_check(struct batch *b, uint32_t *groups)
   uint32_t order[MESHD_GRO_BATCH_MAX];
   bool seen[MESHD_GRO_BATCH_MAX] = {false};
   for (int w = 0; w < nw; w++) {
-    const meshd_tun_write *wr = &writes[w];
+    const meshd_offload_write *wr = &writes[w];
     CHECK_EQ(wr->iov_first, iovs);
     CHECK(w == 0 || wr->pkt_first > writes[w - 1].pkt_first);
     iovs += wr->iov_count;
