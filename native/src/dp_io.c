@@ -177,7 +177,7 @@ typedef struct rx_state {
   uint32_t nout;
   meshd_gro gro;
   struct iovec wiov[MESHD_GRO_BATCH_MAX];
-  meshd_tun_write writes[MESHD_GRO_BATCH_MAX];
+  meshd_offload_write writes[MESHD_GRO_BATCH_MAX];
 } rx_state;
 
 static void rx_flush(rx_state *s) {
@@ -196,7 +196,7 @@ static void rx_flush(rx_state *s) {
       for (uint32_t i = 0; i < n; i++) dp_drop(d, DP_DROP_offloadError);
     }
     for (int w = 0; w < nw; w++) {
-      const meshd_tun_write *wr = &s->writes[w];
+      const meshd_offload_write *wr = &s->writes[w];
       ssize_t r = writev(d->tun_fd, s->wiov + wr->iov_first, (int)wr->iov_count);
       atomic_fetch_add_explicit(&d->tun_writes, 1, memory_order_relaxed);
       if (wr->pkt_count > 1) atomic_fetch_add_explicit(&d->coalesced, wr->pkt_count, memory_order_relaxed);

@@ -142,10 +142,6 @@ typedef struct meshd_offload_write {
   uint32_t pkt_first, pkt_count;
   size_t bytes; /* virtio_net_hdr included */
 } meshd_offload_write;
-/* Transitional alias for dp_io.c. It clashes with the N-API function meshd_tun_write()
- * in meshd_native.h (one identifier namespace), so no file may include both while it
- * exists: switch dp_io.c to meshd_offload_write, then delete this line. */
-typedef meshd_offload_write meshd_tun_write;
 
 /* Scratch for meshd_offload_coalesce(): allocate once per thread (about 6 KiB; it may live on
  * a thread's stack). Needs no initialisation; contents are private. */
