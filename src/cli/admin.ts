@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../daemon/log.js';
-import { CoordinationServer, DEFAULT_EPHEMERAL_TIMEOUT_MS } from '../server/server.js';
+import type { CoordinationServer } from '../server/server.js';
 import { parseDuration } from '../server/authkeys.js';
 import { CliError } from './errors.js';
 import { checkMetricsFlag } from '../metrics/flag.js';
@@ -39,6 +39,9 @@ export async function runServer(a: ServerArgs): Promise<void> {
   if (a.metrics !== undefined) checkMetricsFlag(a.metrics);
   let s: CoordinationServer;
   try {
+    // Loaded here, not at the top: every other command (the node daemon above all) stays
+    // without the server's SQLite, policy compiler and HTTP stack in memory.
+    const { CoordinationServer, DEFAULT_EPHEMERAL_TIMEOUT_MS } = await import('../server/server.js');
     s = await CoordinationServer.start({
       stateDir: a.stateDir,
       listen: a.listen,

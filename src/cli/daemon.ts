@@ -15,9 +15,9 @@ import { selectTransportCipher } from '../crypto/transportCipher.js';
 import { transportCipherName, useTransportCipher } from '../noise/transport.js';
 import { nativeAvailable, nativeDatapathAvailable } from '../io/tun.js';
 import type { DatapathKind } from '../daemon/engine.js';
-import { checkMetricsFlag, serveMetrics } from '../metrics/flag.js';
-import { nodeRegistry } from '../metrics/node.js';
+import { checkMetricsFlag } from '../metrics/flag.js';
 import type { MetricsServer } from '../metrics/http.js';
+import type { NodeMetricsSource } from '../metrics/node.js';
 
 export interface DaemonArgs {
   tun: string;
@@ -76,7 +76,7 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
       await engine.applyWgQuick(cfg);
     }
     uapi = await UapiServer.listen(uapiSocketPath(engine.tunName, args.uapiDir ?? UAPI_DIR), engine, (err) => log.error({ err: err.message }, 'UAPI request failed'));
-    if (args.metrics !== undefined) metrics = await serveMetrics(args.metrics, nodeRegistry({ device: () => engine.device, datapath: () => engine.native?.stats() ?? null }), log);
+    if (args.metrics !== undefined) metrics = await startMetrics(args.metrics, { device: () => engine.device, datapath: () => engine.native?.stats() ?? null }, log);
   } catch (err) {
     await uapi?.close().catch(() => {});
     await engine.close();
@@ -101,7 +101,7 @@ async function runAgent(args: DaemonArgs, log: Logger, datapath: DatapathKind): 
   const api = await LocalApi.listen(args.socket ?? DEFAULT_SOCKET, agent).catch((err: Error) => {
     throw new CliError('ESOCKET', `cannot serve ${args.socket ?? DEFAULT_SOCKET}: ${err.message}`);
   });
-  const metrics = args.metrics === undefined ? null : await serveMetrics(args.metrics, nodeRegistry({ device: () => agent.device, agent: () => agent.snapshot(), datapath: () => agent.datapathStats() }), log).catch(async (err) => {
+  const metrics = args.metrics === undefined ? null : await startMetrics(args.metrics, { device: () => agent.device, agent: () => agent.snapshot(), datapath: () => agent.datapathStats() }, log).catch(async (err) => {
     await api.close().catch(() => {});
     throw err;
   });
@@ -112,6 +112,12 @@ async function runAgent(args: DaemonArgs, log: Logger, datapath: DatapathKind): 
     await agent.close();
   });
   await agent.resume().catch((err: Error) => log.error({ err: err.message }, 'could not resume the previous session; run meshd up'));
+}
+
+/** prom-client is loaded only when --metrics asks for it (~10 MB of a daemon's RSS otherwise). */
+async function startMetrics(addr: string, src: NodeMetricsSource, log: Logger): Promise<MetricsServer> {
+  const [{ serveMetrics }, { nodeRegistry }] = await Promise.all([import('../metrics/flag.js'), import('../metrics/node.js')]);
+  return serveMetrics(addr, nodeRegistry(src), log);
 }
 
 /** SIGTERM/SIGINT: run `stop`, exit 0; exit 1 if it takes past the deadline. */
