@@ -65,7 +65,9 @@ static inline uint32_t hash(uint64_t hi, uint64_t lo) {
 static int by_family_and_length(const void *a, const void *b) {
   const dp_aip_entry *x = *(const dp_aip_entry *const *)a, *y = *(const dp_aip_entry *const *)b;
   if (x->family != y->family) return x->family - y->family;
-  return y->cidr - x->cidr; /* longest first */
+  if (x->cidr != y->cidr) return y->cidr - x->cidr; /* longest first */
+  /* Then input order (qsort is not stable): a repeated prefix goes to the later entry. */
+  return (x > y) - (x < y);
 }
 
 void dp_allowedips_free(dp_allowedips *t) {
@@ -88,7 +90,7 @@ dp_allowedips *dp_allowedips_build(const dp_aip_entry *entries, size_t n) {
     const dp_aip_entry *e = &entries[i];
     if ((e->family == 4 && e->cidr <= 32) || (e->family == 6 && e->cidr <= 128)) sorted[m++] = e;
   }
-  qsort(sorted, m, sizeof *sorted, by_family_and_length);
+  if (m) qsort(sorted, m, sizeof *sorted, by_family_and_length); /* sorted is NULL when n == 0 */
   for (size_t i = 0; i < m;) {
     size_t j = i;
     while (j < m && sorted[j]->family == sorted[i]->family && sorted[j]->cidr == sorted[i]->cidr) j++;

@@ -211,9 +211,10 @@ void dp_rx_datagram(dp *d, EVP_CIPHER_CTX *ctx, meshd_flowcache_hint *hint, uint
     pthread_mutex_unlock(&peer->ep_lock);
     if (moved) dp_post(d, DP_EV_ROAM, peer->id, 0, from, NULL, 0);
   }
-  /* Key confirmation (§5.4.4): JS promotes the keypair; tell it once. */
+  /* Key confirmation (§5.4.4): JS promotes the keypair; tell it once. If the queue is full,
+   * the next packet under it tries again (JS only learns of the confirmation this way). */
   if (kp == peer->kp[DP_NEXT] && !atomic_exchange(&kp->confirm_posted, true)) {
-    dp_post(d, DP_EV_CONFIRM, peer->id, kp->local_index, NULL, NULL, 0);
+    if (!dp_post(d, DP_EV_CONFIRM, peer->id, kp->local_index, NULL, NULL, 0)) atomic_store(&kp->confirm_posted, false);
   }
   if (pt == 0) {
     out->action = DP_RX_DONE; /* keepalive */

@@ -69,8 +69,12 @@ static void index_insert(dp *d, dp_keypair *kp) {
 static int index_reserve(dp *d, uint32_t more) {
   /* Tombstones count as used until a resize sweeps them; keep the load under a half. */
   if (d->index_cap && (d->index_used + more) * 2 <= d->index_cap) return 0;
-  uint32_t cap = d->index_cap ? d->index_cap : 64;
-  while ((d->index_used + more) * 2 > cap) cap <<= 1;
+  /* Size the new table for the live entries only (the resize drops the tombstones), at most a
+   * quarter full: sized by index_used, key rotation would double it at every sweep. */
+  uint32_t live = 0;
+  for (uint32_t i = 0; i < d->index_cap; i++) live += d->index[i] != NULL && d->index[i] != DP_TOMBSTONE;
+  uint32_t cap = 64;
+  while ((live + more) * 4 > cap) cap <<= 1;
   return index_resize(d, cap);
 }
 
