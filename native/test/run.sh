@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs every native/test/*_test.c as a standalone program under ASan + UBSan.
-# A test declares the native/src files it needs on its first line:
+# A test declares the native/src files it needs on its first line, and optionally the
+# libraries to link (after the sources) on its second:
 #   // sources: offload.c other.c
+#   // libs: -lcrypto -lpthread
 # (no node_api.h: these are the addon's pure C parts). Exits non-zero if any test fails to
 # build or run. Extra arguments are passed to each test binary.
 set -u
@@ -32,15 +34,22 @@ fi
 failed=()
 for t in "${tests[@]}"; do
   name=$(basename "$t" .c)
-  first=$(head -n 1 "$t")
+  first=$(sed -n 1p "$t")
+  second=$(sed -n 2p "$t")
   srcs=()
+  libs=()
   if [[ $first =~ ^//[[:space:]]*sources:(.*)$ ]]; then
     for s in ${BASH_REMATCH[1]}; do
       srcs+=("native/src/$s")
     done
   fi
-  echo "== $name (${srcs[*]:-no sources})"
-  if ! "$CC" "${CFLAGS[@]}" -o "$out/$name" "$t" "${srcs[@]}"; then
+  if [[ $second =~ ^//[[:space:]]*libs:(.*)$ ]]; then
+    for l in ${BASH_REMATCH[1]}; do
+      libs+=("$l")
+    done
+  fi
+  echo "== $name (${srcs[*]:-no sources}${libs[*]:+; ${libs[*]}})"
+  if ! "$CC" "${CFLAGS[@]}" -o "$out/$name" "$t" "${srcs[@]}" "${libs[@]}"; then
     echo "FAIL $name: build failed"
     failed+=("$name")
     continue
