@@ -37,7 +37,7 @@
 #define DP_REJECT_AFTER_TIME_MS 180000u
 #define DP_REKEY_AFTER_TIME_MS 120000u
 #define DP_REKEY_AFTER_MESSAGES (1ull << 60)
-/* Kernel: U64_MAX - COUNTER_WINDOW_SIZE - 1 (constants.ts: 2^64 - 2^13 - 1). */
+/* The paper's 2^64 - 2^13 - 1 (constants.ts REJECT_AFTER_MESSAGES). */
 #define DP_REJECT_AFTER_MESSAGES (UINT64_MAX - 8192ull)
 
 /* §5.4 wire sizes. */

@@ -205,11 +205,21 @@ void dp_rx_datagram(dp *d, EVP_CIPHER_CTX *ctx, meshd_flowcache_hint *hint, uint
   /* §6.5 roaming: the endpoint follows the latest authenticated packet. */
   if (from != NULL && from->len) {
     bool moved;
+    dp_endpoint was;
     pthread_mutex_lock(&peer->ep_lock);
     moved = !same_endpoint(&peer->ep, from);
-    if (moved) peer->ep = *from;
+    if (moved) {
+      was = peer->ep;
+      peer->ep = *from;
+    }
     pthread_mutex_unlock(&peer->ep_lock);
-    if (moved) dp_post(d, DP_EV_ROAM, peer->id, 0, from, NULL, 0);
+    /* JS must learn of it (its handshakes go to peer.endpoint): with the queue full, roam at
+     * the next packet instead, when the post is tried again. */
+    if (moved && !dp_post(d, DP_EV_ROAM, peer->id, 0, from, NULL, 0)) {
+      pthread_mutex_lock(&peer->ep_lock);
+      if (same_endpoint(&peer->ep, from)) peer->ep = was;
+      pthread_mutex_unlock(&peer->ep_lock);
+    }
   }
   /* Key confirmation (§5.4.4): JS promotes the keypair; tell it once. If the queue is full,
    * the next packet under it tries again (JS only learns of the confirmation this way). */
