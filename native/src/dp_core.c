@@ -59,6 +59,15 @@ size_t dp_padding(size_t len, uint32_t mtu) {
   return padded - last;
 }
 
+/*
+ * The cipher to name in an Init call: only on a context's first use. Naming it again makes
+ * OpenSSL 3 look it up and reset the whole context on every packet (a lock, string compares,
+ * a cleanse: ~5 % of the TX thread in a profile); with NULL it only takes the key and nonce.
+ */
+static inline const EVP_CIPHER *cipher_for(EVP_CIPHER_CTX *ctx) {
+  return EVP_CIPHER_CTX_get0_cipher(ctx) == NULL ? EVP_chacha20_poly1305() : NULL;
+}
+
 static void make_nonce(uint8_t nonce[12], uint64_t counter) {
   memset(nonce, 0, 4);
   for (int i = 0; i < 8; i++) nonce[4 + i] = (uint8_t)(counter >> (8 * i));
@@ -75,7 +84,7 @@ size_t dp_seal(EVP_CIPHER_CTX *ctx, const dp_keypair *kp, uint64_t counter, uint
   put_le32(msg + 8, (uint32_t)counter);
   put_le32(msg + 12, (uint32_t)(counter >> 32));
   make_nonce(nonce, counter);
-  if (EVP_EncryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, kp->send_key, nonce) != 1) return 0;
+  if (EVP_EncryptInit_ex(ctx, cipher_for(ctx), NULL, kp->send_key, nonce) != 1) return 0;
   if (total && (EVP_EncryptUpdate(ctx, body, &n, body, (int)total) != 1 || (size_t)n != total)) return 0;
   if (EVP_EncryptFinal_ex(ctx, body + total, &n) != 1) return 0;
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, DP_TAG_LEN, body + total) != 1) return 0;
@@ -88,7 +97,7 @@ long dp_open(EVP_CIPHER_CTX *ctx, const dp_keypair *kp, uint64_t counter, uint8_
   uint8_t *body = msg + DP_HEADER_LEN, nonce[12];
   int n = 0, m = 0;
   make_nonce(nonce, counter);
-  if (EVP_DecryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, kp->recv_key, nonce) != 1) return -1;
+  if (EVP_DecryptInit_ex(ctx, cipher_for(ctx), NULL, kp->recv_key, nonce) != 1) return -1;
   if (pt && EVP_DecryptUpdate(ctx, body, &n, body, (int)pt) != 1) return -1;
   /* The tag is checked in Final, in constant time inside OpenSSL. */
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, DP_TAG_LEN, body + pt) != 1) return -1;
