@@ -230,6 +230,7 @@ export class NodeAgent {
         publicKey: this.publicKey,
         interface: this.engine?.tunName ?? null,
         listenPort: this.engine?.listenPort ?? null,
+        datapath: this.engine?.datapath ?? null,
         lastError: this.lastError,
         lastContact: this.lastContact || null,
         self: this.view.self,

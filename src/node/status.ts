@@ -31,6 +31,8 @@ export interface StatusJson {
   publicKey: string;
   interface: string | null;
   listenPort: number | null;
+  /** Where transport data is handled while the interface is up: the addon's threads or TypeScript. */
+  datapath: 'native' | 'js' | null;
   /** The last control-plane error, null once the server answers again. */
   lastError: string | null;
   lastContact: number | null;

@@ -16,7 +16,7 @@ function peer(over: Partial<PeerStatus> = {}): PeerStatus {
 
 function input(over: Partial<StatusInput> = {}): StatusInput {
   return {
-    state: 'running', loginServer: 'http://coord:8080', publicKey: 'k1', interface: 'meshd0', listenPort: 41641, lastError: null, lastContact: NOW,
+    state: 'running', loginServer: 'http://coord:8080', publicKey: 'k1', interface: 'meshd0', listenPort: 41641, datapath: 'native', lastError: null, lastContact: NOW,
     self: { id: 1, name: 'router', addresses: ['100.64.0.1/32', 'fd7a:115c:a1e0::6440:1/128'], user: null, tags: ['tag:router'], keyExpiry: NOW + 100 * DAY, authorized: true, routes: [] },
     netmapVersion: 7, settings: { advertiseRoutes: [], acceptRoutes: false, snatSubnetRoutes: true, advertiseTags: [] },
     routing: [], routingError: null, acceptedRoutes: [], packetFilter: [], drops: {}, filter: {}, peers: [peer()], ...over,
