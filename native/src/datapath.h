@@ -177,6 +177,14 @@ struct dp {
 #define DP_EV_MAX_COUNT 4096u
 #define DP_EV_MAX_BYTES (8u << 20)
 
+/* The index table's hash (a local index is random, but remote parties choose which we look up). */
+static inline uint32_t dp_index_hash(uint32_t i) {
+  i ^= i >> 16;
+  i *= 0x7feb352du;
+  i ^= i >> 15;
+  return i;
+}
+
 static inline void dp_drop(dp *d, int reason) { atomic_fetch_add_explicit(&d->drops[reason], 1, memory_order_relaxed); }
 
 /* dp_core.c */

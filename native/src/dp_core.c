@@ -120,17 +120,10 @@ size_t dp_inner_length(const uint8_t *p, size_t len) {
   return 0;
 }
 
-static inline uint32_t index_hash(uint32_t i) {
-  i ^= i >> 16;
-  i *= 0x7feb352du;
-  i ^= i >> 15;
-  return i;
-}
-
 dp_keypair *dp_index_lookup(const dp *d, uint32_t local_index) {
   if (d->index_cap == 0) return NULL;
   uint32_t mask = d->index_cap - 1;
-  for (uint32_t i = index_hash(local_index) & mask, n = 0; n < d->index_cap; i = (i + 1) & mask, n++) {
+  for (uint32_t i = dp_index_hash(local_index) & mask, n = 0; n < d->index_cap; i = (i + 1) & mask, n++) {
     dp_keypair *kp = d->index[i];
     if (kp == NULL) return NULL;
     if (kp != DP_TOMBSTONE && kp->local_index == local_index) return kp;

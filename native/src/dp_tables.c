@@ -50,17 +50,10 @@ static int index_resize(dp *d, uint32_t cap) {
   return 0;
 }
 
-static inline uint32_t index_hash(uint32_t i) {
-  i ^= i >> 16;
-  i *= 0x7feb352du;
-  i ^= i >> 15;
-  return i;
-}
-
 /* The table has room: dp_index_reserve ran first. */
 static void index_insert(dp *d, dp_keypair *kp) {
   uint32_t mask = d->index_cap - 1;
-  uint32_t i = index_hash(kp->local_index) & mask;
+  uint32_t i = dp_index_hash(kp->local_index) & mask;
   while (d->index[i] != NULL && d->index[i] != DP_TOMBSTONE) i = (i + 1) & mask;
   d->index[i] = kp;
   d->index_used++;
@@ -80,7 +73,7 @@ static int index_reserve(dp *d, uint32_t more) {
 
 static void index_remove(dp *d, dp_keypair *kp) {
   uint32_t mask = d->index_cap - 1;
-  for (uint32_t i = index_hash(kp->local_index) & mask, n = 0; n < d->index_cap && d->index[i] != NULL;
+  for (uint32_t i = dp_index_hash(kp->local_index) & mask, n = 0; n < d->index_cap && d->index[i] != NULL;
        i = (i + 1) & mask, n++) {
     if (d->index[i] == kp) {
       d->index[i] = DP_TOMBSTONE;
