@@ -149,6 +149,7 @@ struct dp {
   uint32_t index_cap, index_used;
   dp_allowedips *aips;
   struct meshd_flowcache *flows; /* NULL: no filter (a plain WireGuard interface) */
+  uint64_t flows_gen;            /* bumped when `flows` is replaced: threads reset their hints */
   uint32_t mtu;
 
   /* I/O (dp_io.c) */

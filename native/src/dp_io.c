@@ -139,6 +139,13 @@ int dp_send_raw(dp *d, const uint8_t *data, size_t len, const dp_endpoint *ep) {
   return -errno;
 }
 
+/* A hint remembers slots of one flow cache: when JS replaced the cache, forget them (read lock held). */
+static void reset_hint(meshd_flowcache_hint *hint, uint64_t *gen, const dp *d) {
+  if (*gen == d->flows_gen) return;
+  meshd_flowcache_hint_init(hint);
+  *gen = d->flows_gen;
+}
+
 /* ---------- TUN writes ---------- */
 
 /* One plain packet to the TUN; `pkt` has at least a virtio_net_hdr of headroom. */
@@ -168,6 +175,7 @@ typedef struct rx_state {
   dp *d;
   EVP_CIPHER_CTX *ctx;
   meshd_flowcache_hint hint;
+  uint64_t hint_gen; /* the flow cache the hint belongs to (dp.flows_gen) */
   uint8_t *bufs;
   struct mmsghdr mm[DP_RX_MSGS];
   struct iovec iov[DP_RX_MSGS];
@@ -232,6 +240,7 @@ static int rx_socket(rx_state *s, int fd) {
   if (n <= 0) return n < 0 && errno != EAGAIN && errno != EINTR ? -errno : 0;
   atomic_fetch_add_explicit(&d->rx_syscalls, 1, memory_order_relaxed);
   pthread_rwlock_rdlock(&d->lock);
+  reset_hint(&s->hint, &s->hint_gen, d);
   uint64_t now = dp_now_ms();
   for (int i = 0; i < n; i++) {
     struct msghdr *m = &s->mm[i].msg_hdr;
@@ -308,6 +317,7 @@ typedef struct tx_state {
   dp *d;
   EVP_CIPHER_CTX *ctx;
   meshd_flowcache_hint hint;
+  uint64_t hint_gen;
   uint8_t *raw;
   uint8_t *slots;
   uint32_t lens[DP_TX_SLOTS];
@@ -541,6 +551,7 @@ static void *tx_main(void *arg) {
     }
     if (n == 0) continue;
     pthread_rwlock_rdlock(&d->lock);
+    reset_hint(&s->hint, &s->hint_gen, d);
     uint64_t now = dp_now_ms();
     for (uint32_t i = 0; i < (uint32_t)n; i++) {
       s->peer[i] = NULL;

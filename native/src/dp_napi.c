@@ -47,7 +47,14 @@ typedef struct handle {
   napi_ref on_event;
   EVP_CIPHER_CTX *ctx; /* JS-thread sends */
   bool closed;
+  /* The JS external and the thread-safe function each hold one: a call_js still queued after
+   * close must find the struct alive, so it goes when both are finalized. */
+  int refs;
 } handle;
+
+static void unref_handle(handle *h) {
+  if (--h->refs == 0) free(h);
+}
 
 static void wake_js(dp *d) {
   handle *h = d->ev_wake_ctx;
@@ -130,7 +137,13 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
   (void)hint;
   handle *h = data;
   close_handle(h);
-  free(h);
+  unref_handle(h);
+}
+
+static void finalize_tsfn(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  unref_handle(data);
 }
 
 static handle *get_handle(napi_env env, napi_value v) {
@@ -216,19 +229,20 @@ static napi_value dp_create_js(napi_env env, napi_callback_info info) {
   }
   if (napi_create_reference(env, argv[4], 1, &h->on_event) != napi_ok ||
       napi_create_string_utf8(env, "meshd.datapath", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, h, call_js, &h->tsfn) != napi_ok) {
+      napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, h, finalize_tsfn, h, call_js, &h->tsfn) != napi_ok) {
     close_handle(h);
     free(h);
     meshd_throw_napi_failure(env, "napi_create_threadsafe_function");
     return NULL;
   }
+  h->refs = 2;
   /* The daemon's other handles keep the loop alive; this one must not keep a closed one. */
   napi_unref_threadsafe_function(env, h->tsfn);
   d->ev_wake = wake_js;
   d->ev_wake_ctx = h;
   if (napi_create_external(env, h, finalize_handle, NULL, &result) != napi_ok) {
     close_handle(h);
-    free(h);
+    unref_handle(h); /* the tsfn's finalizer frees it */
     meshd_throw_napi_failure(env, "napi_create_external");
     return NULL;
   }
@@ -487,6 +501,7 @@ static napi_value dp_set_filter_js(napi_env env, napi_callback_info info) {
     return undefined(env);
   }
   h->d->flows = fc;
+  h->d->flows_gen++;
   pthread_rwlock_unlock(&h->d->lock);
   if (old) meshd_flowcache_free(old);
   return undefined(env);
