@@ -171,6 +171,8 @@ struct dp {
   void *ev_wake_ctx;
 
   _Atomic uint64_t drops[DP_DROP_COUNT];
+  /* Inbound packets the flow cache accepted in C, by flowcache.h MESHD_FC_IN_* (1..4). */
+  _Atomic uint64_t flow_accepted[5];
   _Atomic uint64_t tx_syscalls, rx_syscalls, tun_writes, tun_reads, gso_sends, gro_segments, coalesced;
 };
 

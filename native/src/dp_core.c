@@ -256,6 +256,7 @@ void dp_rx_datagram(dp *d, EVP_CIPHER_CTX *ctx, meshd_flowcache_hint *hint, uint
       if (dp_post(d, DP_EV_VERDICT, peer->id, 0, NULL, inner, inner_len)) out->action = DP_RX_DONE;
       return;
     }
+    if (v < 5) atomic_fetch_add_explicit(&d->flow_accepted[v], 1, memory_order_relaxed);
   }
   out->action = DP_RX_DELIVER;
   out->data = inner;

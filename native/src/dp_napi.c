@@ -612,6 +612,10 @@ static napi_value dp_stats_js(napi_env env, napi_callback_info info) {
     set_num(env, f, "capacity", s.capacity);
     set_num(env, f, "evictions", (double)s.evictions);
     set_num(env, f, "expired", (double)s.expired);
+    set_num(env, f, "acceptedReplies", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_REPLY]));
+    set_num(env, f, "acceptedAdmitted", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_ADMITTED]));
+    set_num(env, f, "acceptedIcmpErrors", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_ICMP_ERROR]));
+    set_num(env, f, "acceptedFragments", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_FRAGMENT]));
     napi_set_named_property(env, r, "flows", f);
   }
   pthread_rwlock_unlock(&d->lock);

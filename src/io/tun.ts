@@ -183,7 +183,18 @@ export interface DatapathStats {
   gso: boolean;
   gro: boolean;
   tunOffload: boolean;
-  flows?: { flows: number; inboundFlows: number; capacity: number; evictions: number; expired: number };
+  /** The flow cache (the policy filter's native half), while filtering; accepted* count packets decided in C. */
+  flows?: {
+    flows: number;
+    inboundFlows: number;
+    capacity: number;
+    evictions: number;
+    expired: number;
+    acceptedReplies: number;
+    acceptedAdmitted: number;
+    acceptedIcmpErrors: number;
+    acceptedFragments: number;
+  };
 }
 
 let binding: NativeBinding | undefined;

@@ -7,7 +7,7 @@ import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { ControlClient, ControlError, fetchServerKey, parseLoginUrl } from '../control/client.js';
 import { MAP_POLL_MS, type MapResponse } from '../control/messages.js';
 import { acceptedSubnets, meshConfig, NetmapView, routedSubnets } from '../control/netmap.js';
-import { PacketFilter } from '../filter/index.js';
+import { PacketFilter, type FilterStats } from '../filter/index.js';
 import { SubnetRouter } from './router.js';
 import { Pinger } from './ping.js';
 import { buildStatus, type StatusJson } from './status.js';
@@ -95,6 +95,23 @@ export class NodeAgent {
   }
 
   /** The interface's device while it is up, for the metrics (read only). */
+  /**
+   * The packet filter's figures. On the native datapath established flows are
+   * decided in C: those packets are added in, so the verdict counts cover
+   * every inbound packet on either datapath.
+   */
+  private filterStats(): FilterStats {
+    const s = { ...this.filter.stats() };
+    const c = this.datapathStats()?.flows;
+    if (c) {
+      s.accept += c.acceptedReplies + c.acceptedAdmitted + c.acceptedIcmpErrors + c.acceptedFragments;
+      s.replies += c.acceptedReplies;
+      s.icmpErrors += c.acceptedIcmpErrors;
+      s.fragments += c.acceptedFragments;
+    }
+    return s;
+  }
+
   /** The native datapath's counters while the interface is up on it. */
   datapathStats(): DatapathStats | null {
     return this.engine?.native?.stats() ?? null;
@@ -246,7 +263,7 @@ export class NodeAgent {
         acceptedRoutes: this.engine && this.prefs.acceptRoutes ? acceptedSubnets(this.view) : [],
         packetFilter: this.view.packetFilter,
         drops: this.engine?.device.drops.toJSON() ?? {},
-        filter: { ...this.filter.stats() },
+        filter: { ...this.filterStats() },
         peers: [...this.view.peers.values()].map((p) => {
           const l = live.get(p.publicKey);
           return {
