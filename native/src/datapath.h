@@ -140,6 +140,8 @@ typedef struct dp_event {
 
 typedef struct dp dp;
 
+#define DP_MAX_QUEUES 8
+
 /* The device. Fields below `lock` are guarded by it unless marked atomic. */
 struct dp {
   pthread_rwlock_t lock;
@@ -153,14 +155,18 @@ struct dp {
   uint32_t mtu;
 
   /* I/O (dp_io.c) */
-  int tun_fd;
+  int tun_fd; /* queue 0: the RX thread and JS write here */
+  /* A multi-queue TUN (IFF_MULTI_QUEUE) spreads flows over its queues: one TX thread each. */
+  int tun_queues[DP_MAX_QUEUES];
+  uint32_t nqueues;
+  pthread_t tx_threads[DP_MAX_QUEUES];
   bool vnet_hdr;
   int udp4, udp6;
   uint16_t port;
   int stop_fd; /* eventfd: wakes the threads to stop */
   bool gso, gro;
   bool running;
-  pthread_t tx_thread, rx_thread;
+  pthread_t rx_thread;
 
   /* Events (dp_events.c) */
   pthread_mutex_t ev_lock;

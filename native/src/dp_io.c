@@ -315,6 +315,7 @@ out:
 
 typedef struct tx_state {
   dp *d;
+  int fd; /* this thread's TUN queue */
   EVP_CIPHER_CTX *ctx;
   meshd_flowcache_hint hint;
   uint64_t hint_gen;
@@ -337,7 +338,7 @@ static int tx_read(tx_state *s, uint32_t first) {
   for (uint32_t r = 0; r < DP_TX_READS && n + DP_TX_SEGS_PER_READ <= DP_TX_SLOTS; r++) {
     ssize_t got;
     if (!d->vnet_hdr) {
-      got = read(d->tun_fd, slot(s, n) + DP_HEADER_LEN, DP_SLOT_PACKET + 1);
+      got = read(s->fd, slot(s, n) + DP_HEADER_LEN, DP_SLOT_PACKET + 1);
       if (got < 0) goto error;
       atomic_fetch_add_explicit(&d->tun_reads, 1, memory_order_relaxed);
       if ((size_t)got > DP_SLOT_PACKET) {
@@ -347,7 +348,7 @@ static int tx_read(tx_state *s, uint32_t first) {
       s->lens[n++] = (uint16_t)got;
       continue;
     }
-    got = read(d->tun_fd, s->raw, DP_RAW_LEN);
+    got = read(s->fd, s->raw, DP_RAW_LEN);
     if (got < 0) goto error;
     atomic_fetch_add_explicit(&d->tun_reads, 1, memory_order_relaxed);
     if ((size_t)got < sizeof(struct virtio_net_hdr) || (size_t)got >= DP_RAW_LEN) {
@@ -521,8 +522,15 @@ static void tx_send(tx_state *s, const bool *ok, uint32_t n) {
   if (nm > fd_run) tx_sendmmsg(s, run_fd, s->mm + fd_run, nm - fd_run);
 }
 
+typedef struct tx_arg {
+  dp *d;
+  int fd;
+} tx_arg;
+
 static void *tx_main(void *arg) {
-  dp *d = arg;
+  tx_arg a = *(tx_arg *)arg;
+  free(arg);
+  dp *d = a.d;
   tx_state *s = calloc(1, sizeof *s);
   bool *ok = calloc(DP_TX_SLOTS, sizeof *ok);
   if (s == NULL || ok == NULL || (s->raw = malloc(DP_RAW_LEN)) == NULL ||
@@ -531,8 +539,9 @@ static void *tx_main(void *arg) {
     goto out;
   }
   s->d = d;
+  s->fd = a.fd;
   meshd_flowcache_hint_init(&s->hint);
-  struct pollfd p[2] = {{.fd = d->stop_fd, .events = POLLIN}, {.fd = d->tun_fd, .events = POLLIN}};
+  struct pollfd p[2] = {{.fd = d->stop_fd, .events = POLLIN}, {.fd = a.fd, .events = POLLIN}};
   for (;;) {
     if (poll(p, 2, -1) < 0) {
       if (errno == EINTR) continue;
@@ -603,19 +612,44 @@ int dp_send_plaintexts(dp *d, EVP_CIPHER_CTX *ctx, dp_peer *peer, uint8_t *const
   return sent;
 }
 
+static void wake_stop(dp *d) {
+  uint64_t one = 1;
+  if (write(d->stop_fd, &one, sizeof one) < 0) {
+    /* an eventfd write cannot fail here */
+  }
+}
+
 int dp_start(dp *d) {
   if (d->running) return 0;
   d->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (d->stop_fd < 0) return -errno;
+  if (d->nqueues == 0) {
+    d->tun_queues[0] = d->tun_fd;
+    d->nqueues = 1;
+  }
   int err = pthread_create(&d->rx_thread, NULL, rx_main, d);
-  if (err) return -err;
-  err = pthread_create(&d->tx_thread, NULL, tx_main, d);
-  if (err) {
-    uint64_t one = 1;
-    if (write(d->stop_fd, &one, sizeof one) < 0) {
-      /* an eventfd write cannot fail here */
+  bool rx_up = err == 0;
+  uint32_t started = 0;
+  for (; err == 0 && started < d->nqueues; started++) {
+    tx_arg *a = malloc(sizeof *a);
+    if (a == NULL) {
+      err = ENOMEM;
+      break;
     }
-    pthread_join(d->rx_thread, NULL);
+    a->d = d;
+    a->fd = d->tun_queues[started];
+    err = pthread_create(&d->tx_threads[started], NULL, tx_main, a);
+    if (err) {
+      free(a);
+      break;
+    }
+  }
+  if (err) {
+    wake_stop(d);
+    for (uint32_t k = 0; k < started; k++) pthread_join(d->tx_threads[k], NULL);
+    if (rx_up) pthread_join(d->rx_thread, NULL);
+    close(d->stop_fd);
+    d->stop_fd = -1;
     return -err;
   }
   d->running = true;
@@ -624,11 +658,8 @@ int dp_start(dp *d) {
 
 void dp_stop(dp *d) {
   if (!d->running) return;
-  uint64_t one = 1;
-  if (write(d->stop_fd, &one, sizeof one) < 0) {
-    /* an eventfd write cannot fail here */
-  }
-  pthread_join(d->tx_thread, NULL);
+  wake_stop(d);
+  for (uint32_t k = 0; k < d->nqueues; k++) pthread_join(d->tx_threads[k], NULL);
   pthread_join(d->rx_thread, NULL);
   close(d->stop_fd);
   d->stop_fd = -1;

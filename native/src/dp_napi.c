@@ -2,6 +2,7 @@
  * Node-API surface of the native datapath. src/io/datapath.ts is its only user.
  *
  *   dpCreate(tunFd, vnetHdr, port, mtu, onEvent) -> handle     (sockets bound, threads not started)
+ *   dpAddQueue(h, fd)                        another queue of a multi-queue TUN (before dpStart)
  *   dpStart(h), dpClose(h), dpPort(h) -> number, dpNow() -> native monotonic ms
  *   dpSetPeer(h, id, address|"", port)       creates the peer or updates its endpoint
  *   dpRemovePeer(h, id)                       wipes its sessions
@@ -247,6 +248,29 @@ static napi_value dp_create_js(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return result;
+}
+
+/* dpAddQueue(h, fd): another queue of the same multi-queue TUN, read by its own TX thread. */
+static napi_value dp_add_queue_js(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  handle *h;
+  int fd;
+  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_fd(env, argv[1], &fd)) return NULL;
+  dp *d = h->d;
+  if (d->running) {
+    napi_throw_error(env, "EBUSY", "queues are added before dpStart");
+    return NULL;
+  }
+  if (d->nqueues == 0) {
+    d->tun_queues[0] = d->tun_fd;
+    d->nqueues = 1;
+  }
+  if (d->nqueues == DP_MAX_QUEUES) {
+    meshd_throw_range(env, "at most %d TUN queues", DP_MAX_QUEUES);
+    return NULL;
+  }
+  d->tun_queues[d->nqueues++] = fd;
+  return undefined(env);
 }
 
 static napi_value dp_start_js(napi_env env, napi_callback_info info) {
@@ -664,6 +688,7 @@ static napi_value dp_rebind_js(napi_env env, napi_callback_info info) {
 bool meshd_datapath_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       METHOD("dpCreate", dp_create_js),       METHOD("dpStart", dp_start_js),
+      METHOD("dpAddQueue", dp_add_queue_js),
       METHOD("dpClose", dp_close_js),         METHOD("dpPort", dp_port_js),
       METHOD("dpNow", dp_now_js),             METHOD("dpSetPeer", dp_set_peer_js),
       METHOD("dpRemovePeer", dp_remove_peer_js), METHOD("dpSetKeypairs", dp_set_keypairs_js),

@@ -32,6 +32,8 @@ export interface DaemonArgs {
   metrics?: string;
   /** Where transport data is handled; auto = native when the addon has it. */
   datapath?: 'auto' | DatapathKind;
+  /** Native datapath: TUN queues, one sending thread each. */
+  tunQueues?: number;
 }
 
 /** --datapath auto: the native packet loop when the addon loads, else TypeScript; either way logged. */
@@ -67,7 +69,7 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
   log.info({ aead: transportCipherName() }, 'transport cipher');
   const datapath = chooseDatapath(args.datapath ?? 'auto', log);
   if (!cfg) return runAgent(args, log, datapath);
-  const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log, datapath });
+  const engine = await Engine.start({ tunName: args.tun, listenPort: port, mtu: cfg?.interface.mtu, log, datapath, tunQueues: args.tunQueues });
   let uapi: UapiServer | null = null;
   let metrics: MetricsServer | null = null;
   try {
@@ -94,7 +96,7 @@ export async function runDaemon(args: DaemonArgs): Promise<void> {
 async function runAgent(args: DaemonArgs, log: Logger, datapath: DatapathKind): Promise<void> {
   let agent: NodeAgent;
   try {
-    agent = new NodeAgent({ stateDir: args.stateDir ?? DEFAULT_STATE_DIR, tunName: args.tun, port: args.port ?? DEFAULT_PORT, log, uapiDir: args.uapiDir, datapath });
+    agent = new NodeAgent({ stateDir: args.stateDir ?? DEFAULT_STATE_DIR, tunName: args.tun, port: args.port ?? DEFAULT_PORT, log, uapiDir: args.uapiDir, datapath, tunQueues: args.tunQueues });
   } catch (err) {
     throw new CliError('ESTATE', (err as Error).message);
   }

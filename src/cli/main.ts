@@ -101,10 +101,12 @@ export async function main(argv: string[]): Promise<void> {
           .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error'] })
           .option('aead', { type: 'string', default: 'auto', choices: ['auto', 'native', 'node'], describe: 'transport cipher: the addon (native), node:crypto, or native when built (auto)' })
           .option('datapath', { type: 'string', default: 'auto', choices: ['auto', 'native', 'js'], describe: 'packet loop: native threads in the addon, TypeScript (js), or native when built (auto)' })
+          .option('tun-queues', { type: 'number', default: 1, describe: 'native datapath: TUN queues (IFF_MULTI_QUEUE), one sending thread each, 1..8' })
           .option('metrics', metricsOpt),
       async (a) => {
+        if (!Number.isInteger(a['tun-queues']) || a['tun-queues'] < 1 || a['tun-queues'] > 8) throw new CliError('EUSAGE', `--tun-queues must be 1..8, got ${a['tun-queues']}`, 2);
         if (a.port !== undefined && (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535)) throw new CliError('EUSAGE', `--port must be 0..65535, got ${a.port}`, 2);
-        await runDaemon({ tun: a.tun, stateDir: a['state-dir'], socket: a.socket, config: a.config, port: a.port, logLevel: a['log-level'], aead: a.aead as 'auto' | 'native' | 'node', metrics: a.metrics, datapath: a.datapath as 'auto' | 'native' | 'js' });
+        await runDaemon({ tun: a.tun, stateDir: a['state-dir'], socket: a.socket, config: a.config, port: a.port, logLevel: a['log-level'], aead: a.aead as 'auto' | 'native' | 'node', metrics: a.metrics, datapath: a.datapath as 'auto' | 'native' | 'js', tunQueues: a['tun-queues'] });
       },
     )
     .command(

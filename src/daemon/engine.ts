@@ -59,6 +59,8 @@ export interface EngineOptions {
   datapath?: DatapathKind;
   /** Native datapath: TUN segmentation/coalescing offloads (IFF_VNET_HDR); default true. */
   tunOffload?: boolean;
+  /** Native datapath: TUN queues (IFF_MULTI_QUEUE), one TX thread each; default 1. */
+  tunQueues?: number;
 }
 
 /** The UDP side as the engine uses it: node:dgram sockets (UdpBind) or the native datapath's. */
@@ -96,6 +98,8 @@ class NativeBind implements EngineBind {
 export class Engine {
   readonly device: Device;
   private tun: TunDevice | null = null;
+  /** Queues 1.. of a multi-queue TUN (native datapath). */
+  private extraQueues: TunDevice[] = [];
   private udp: EngineBind | null = null;
   /** The native datapath, when it carries the transport data. */
   native: NativeSessions | null = null;
@@ -125,7 +129,10 @@ export class Engine {
     try {
       if (opts.datapath === 'native') {
         const offload = opts.tunOffload ?? true;
-        e.tun = TunDevice.open(opts.tunName, { vnetHdr: offload });
+        const queues = opts.tunQueues ?? 1;
+        if (!Number.isInteger(queues) || queues < 1 || queues > 8) throw new EngineError('EINVAL', `TUN queues must be 1..8, got ${queues}`);
+        e.tun = TunDevice.open(opts.tunName, { vnetHdr: offload, multiQueue: queues > 1 });
+        for (let q = 1; q < queues; q++) e.extraQueues.push(TunDevice.open(e.tun.name, { vnetHdr: offload, multiQueue: true }));
         e.startNative(opts.listenPort ?? 0, offload);
       } else {
         e.tun = TunDevice.open(opts.tunName);
@@ -165,6 +172,7 @@ export class Engine {
       fatal: (errno, what) => sessions?.logFatal(errno, what),
     });
     this.udp = new NativeBind(dp);
+    for (const q of this.extraQueues) dp.addQueue(q.fd);
     sessions = new NativeSessions(this.device, dp, this.log, (p) => this.interceptInbound?.(p) ?? false);
     this.native = sessions;
     this.device.offload = sessions;
@@ -366,6 +374,7 @@ export class Engine {
     for (const p of [...this.device.peers.values()]) this.device.removePeer(p.publicKey);
     this.device.setPrivateKey(null);
     this.udp?.close();
+    for (const q of this.extraQueues) q.close();
     this.tun?.close();
     this.link?.close();
   }

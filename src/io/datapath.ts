@@ -97,6 +97,11 @@ export class NativeDatapath {
     return new NativeDatapath(native, h, offset);
   }
 
+  /** Another queue fd of the same multi-queue TUN: one more TX thread (before start()). */
+  addQueue(fd: number): void {
+    this.native.dpAddQueue(this.h, fd);
+  }
+
   start(): void {
     this.native.dpStart(this.h);
   }

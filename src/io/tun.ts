@@ -138,6 +138,7 @@ export interface NativeBinding {
   // The native datapath (native/src/dp_napi.c); src/io/datapath.ts wraps these.
   dpCreate(tunFd: number, vnetHdr: boolean, port: number, mtu: number, onEvent: DatapathEventHandler): DatapathHandle;
   dpStart(h: DatapathHandle): void;
+  dpAddQueue(h: DatapathHandle, fd: number): void;
   dpClose(h: DatapathHandle): void;
   dpPort(h: DatapathHandle): number;
   dpNow(): number;

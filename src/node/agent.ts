@@ -34,6 +34,7 @@ export interface AgentOptions {
   log: Logger;
   uapiDir?: string;
   datapath?: DatapathKind;
+  tunQueues?: number;
 }
 
 export interface UpRequest {
@@ -293,7 +294,7 @@ export class NodeAgent {
 
   private async startEngine(): Promise<void> {
     if (this.engine) return;
-    const engine = await Engine.start({ tunName: this.o.tunName, listenPort: this.o.port, log: this.o.log, datapath: this.o.datapath });
+    const engine = await Engine.start({ tunName: this.o.tunName, listenPort: this.o.port, log: this.o.log, datapath: this.o.datapath, tunQueues: this.o.tunQueues });
     try {
       engine.device.setPrivateKey(this.key.exportBytes());
       this.uapi = await UapiServer.listen(uapiSocketPath(engine.tunName, this.o.uapiDir ?? UAPI_DIR), engine, (err) => this.o.log.error({ err: err.message }, 'UAPI request failed'));

@@ -514,6 +514,34 @@ describe.skipIf(process.getuid?.() !== 0).each(DATAPATHS)('meshd interop over ne
   });
 });
 
+// The native datapath only: the TypeScript one reads a single queue.
+describe.skipIf(process.getuid?.() !== 0)('meshd native datapath over network namespaces', () => {
+  beforeAll(() => useMeshdDatapath('native'));
+  labPerTest((l) => (lab = l));
+
+  it('a multi-queue TUN (--tun-queues 3): four TCP streams each way through three sending threads', async () => {
+    const topo = await lab.routedHosts(2);
+    const [ha, hb] = topo.hosts;
+    const kb = keyPair();
+    const aSpec = specA(kb.publicKey, hb, { family: 4 });
+    const bSpec: InterfaceSpec = {
+      keys: kb,
+      listenPort: PORT,
+      addresses: [`${B4}/24`, `${B6}/64`],
+      peers: [{ publicKey: aSpec.keys.publicKey, allowedIps: [`${A4}/32`, `${A6}/128`], endpoint: endpointOf(ha, 4) }],
+    };
+    await lab.startMeshd(ha.ns, aSpec, { extraArgs: ['--tun-queues', '3'] });
+    await lab.start('wireguard-go', hb.ns, bSpec);
+    expectReplies(await ping(ha.ns, B4), 'A -> B');
+    for (const reverse of [false, true]) {
+      const server = await iperfServer(lab, hb.ns, B4);
+      const r = await iperfClient(ha.ns, B4, { seconds: 2, reverse, streams: 4 });
+      await server.waitExit(5_000);
+      expect(r.receivedBytes, `${reverse ? 'B -> A' : 'A -> B'}`).toBeGreaterThan(MiB);
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Flood helpers, run inside the router namespace.
 

@@ -668,9 +668,10 @@ export interface IperfResult {
 }
 
 /** `iperf3 -c address -t seconds -J [-R]` from `ns`; throws if iperf3 reports an error. */
-export async function iperfClient(ns: string, address: string, opts: { seconds: number; reverse?: boolean; port?: number }): Promise<IperfResult> {
+export async function iperfClient(ns: string, address: string, opts: { seconds: number; reverse?: boolean; port?: number; streams?: number }): Promise<IperfResult> {
   const args = ['-c', address, '-p', String(opts.port ?? 5201), '-t', String(opts.seconds), '-J', '--connect-timeout', '3000'];
   if (opts.reverse) args.push('-R');
+  if (opts.streams) args.push('-P', String(opts.streams));
   const r = await run(ns, 'iperf3', args, { timeoutMs: (opts.seconds + 20) * 1000 });
   let json: any;
   try {
