@@ -122,7 +122,7 @@ describe.skipIf(process.getuid?.() !== 0)('joining a mesh through meshd server (
     // Every secret this mesh holds, against every line every process logged (debug level).
     const secrets = [
       m.key,
-      m.key.split('-')[2],
+      m.key.slice('mskey-'.length + 13), // the secret (base64url: it may hold '-')
       readFileSync(m.server.tokenFile, 'utf8').trim(),
       readFileSync(join(m.server.stateDir, 'server.key'), 'utf8').trim(),
       ...m.nodes.map((n) => readFileSync(join(n.stateDir, 'node.key'), 'utf8').trim()),
