@@ -172,6 +172,7 @@ struct dp {
   pthread_mutex_t ev_lock;
   dp_event *ev_head, *ev_tail;
   uint32_t ev_count;
+  uint32_t ev_kind_count[8]; /* by DP_EV_* */
   size_t ev_bytes;
   void (*ev_wake)(dp *d); /* tells JS there is something to drain */
   void *ev_wake_ctx;
@@ -184,6 +185,10 @@ struct dp {
 
 #define DP_TOMBSTONE ((dp_keypair *)(uintptr_t)1)
 #define DP_EV_MAX_COUNT 4096u
+/* Each kind a remote party can flood (handshakes, staging, verdicts, new flows) holds at most
+ * this many, so one flood cannot crowd out the others; what is left (256) is for the rare
+ * control events (confirmations, roaming, fatal errors). */
+#define DP_EV_KIND_MAX 960u
 #define DP_EV_MAX_BYTES (8u << 20)
 
 /* The index table's hash (a local index is random, but remote parties choose which we look up). */
