@@ -535,8 +535,43 @@ static void queue_bound(void) {
     CHECK(o.action == DP_RX_DELIVER, "next keypair with the queue full: action %d", o.action);
     CHECK(atomic_load(&D->drops[DP_DROP_eventQueueFull]) == full + 1, "lost CONFIRM not counted");
   }
+  /* A packet from a new endpoint while the queue is full: delivered, but the roam is undone
+   * (JS could not be told, and it sends handshakes to the endpoint it knows), so that the next
+   * packet from there roams and reports it. */
+  dp_endpoint moved_to = endpoint(3), before_ep, after_ep;
+  {
+    uint8_t inner[200];
+    size_t n = make_inner(inner, 1, false, true, 80);
+    pkt p;
+    dp_peer *peer = dp_peer_get(D, P[1].id);
+    dp_peer_endpoint(peer, &before_ep);
+    CHECK(!ep_equal(&before_ep, &moved_to), "test endpoint already in use");
+    if (D->flows) meshd_flowcache_admit(D->flows, inner, n, now_ms, 0);
+    seal(&p, 1, DP_CURRENT, P[1].k[DP_CURRENT].next_counter++, inner, n);
+    uint64_t full = atomic_load(&D->drops[DP_DROP_eventQueueFull]);
+    rx_out o = rx(p.b, p.len, &moved_to);
+    CHECK(o.action == DP_RX_DELIVER, "roaming with the queue full: action %d", o.action);
+    CHECK(atomic_load(&D->drops[DP_DROP_eventQueueFull]) == full + 1, "lost ROAM not counted");
+    dp_peer_endpoint(peer, &after_ep);
+    CHECK(after_ep.len == before_ep.len && memcmp(&after_ep.addr, &before_ep.addr, before_ep.len) == 0,
+          "a roam JS was not told of stayed in place");
+  }
   drain();
   CHECK(D->ev_count == 0 && D->ev_bytes == 0, "drained");
+  {
+    uint8_t inner[200];
+    size_t n = make_inner(inner, 1, false, true, 80);
+    pkt p;
+    if (D->flows) meshd_flowcache_admit(D->flows, inner, n, now_ms, 0);
+    seal(&p, 1, DP_CURRENT, P[1].k[DP_CURRENT].next_counter++, inner, n);
+    CHECK(rx(p.b, p.len, &moved_to).action == DP_RX_DELIVER, "roaming after draining");
+    take();
+    const dp_event *e;
+    CHECK(count_kind(DP_EV_ROAM, &e) == 1 && ep_equal(&e->from, &moved_to), "the roam is reported on the next packet");
+    dp_peer_endpoint(dp_peer_get(D, P[1].id), &after_ep);
+    CHECK(ep_equal(&after_ep, &moved_to), "endpoint roamed on the next packet");
+  }
+  drain();
   CHECK(!P[0].k[DP_NEXT].confirmed, "a CONFIRM was queued into a full queue");
   valid_packet(0, DP_NEXT, 0, true); /* expects the CONFIRM now */
   CHECK(rx(m, sizeof m, NULL).action == DP_RX_DONE, "handshake after draining");
