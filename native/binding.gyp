@@ -23,7 +23,8 @@
             "src/dp_tables.c",
             "src/dp_events.c",
             "src/dp_io.c",
-            "src/dp_napi.c"
+            "src/dp_napi.c",
+            "src/dp_napi_stats.c"
           ],
           "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
           # node's common.gypi adds -Wno-unused-parameter, and -O3 for Release builds;

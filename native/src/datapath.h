@@ -9,7 +9,8 @@
  *                    a session or a filter verdict, confirmations, roaming).
  *   dp_io.c          the threads: TUN read -> encrypt -> UDP send (GSO), UDP receive (GRO) ->
  *                    decrypt -> TUN write (coalesced), and the sockets.
- *   dp_napi.c        the Node-API surface (src/io/datapath.ts is its only user).
+ *   dp_napi.c        the Node-API surface (src/io/datapath.ts is its only user);
+ *   dp_napi_stats.c  its counters, per peer and per device.
  *
  * Handshakes, cookies, timers and policy stay in TypeScript: JS installs sessions (keys,
  * indices, counters), peers' allowed IPs and endpoints here and reads counters and event
@@ -252,6 +253,17 @@ typedef struct dp_keypair_spec {
 int dp_peer_set_keypairs(dp *d, dp_peer *p, const dp_keypair_spec spec[3]);
 void dp_set_allowedips(dp *d, dp_allowedips *t);
 void dp_wipe(void *p, size_t n);
+
+/* dp_io.c: the sockets and threads (JS thread only, except where noted) */
+int dp_open_sockets(dp *d, uint16_t port);
+void dp_close_sockets(dp *d);
+int dp_set_mark(dp *d, uint32_t mark);
+int dp_send_raw(dp *d, const uint8_t *data, size_t len, const dp_endpoint *ep);
+int dp_tun_write_copy(dp *d, const uint8_t *pkt, size_t len);
+/* Read lock held by the caller. */
+int dp_send_plaintexts(dp *d, EVP_CIPHER_CTX *ctx, dp_peer *peer, uint8_t *const *pkts, const size_t *lens, int n);
+int dp_start(dp *d);
+void dp_stop(dp *d);
 
 /* dp_events.c */
 bool dp_post(dp *d, int kind, uint32_t peer_id, uint32_t arg, const dp_endpoint *from, const uint8_t *data, size_t len);

@@ -14,13 +14,15 @@
  *   dpTunWrite(h, packet)                    a packet JS's filter accepted
  *   dpSetFilter(h, on), dpFlowAdmit(h, packet, flags), dpFlowForget(h)
  *   dpPeerStats(h, ids: Uint32Array, out: Float64Array)  DP_PEER_STATS numbers per id
- *   dpStats(h) -> { drops: {...}, ... }, dpSetMark(h, mark), dpRebind(h, port)
+ *   dpStats(h) -> { drops: {...}, ... }     (those two: dp_napi_stats.c)
+ *   dpSetMark(h, mark), dpRebind(h, port)
  *
  * onEvent(kind, peerId, arg, data: Buffer|null, address|null, port) runs on the JS thread for
  * each event (datapath.h DP_EV_*), in order.
  */
 #include "datapath.h"
 #include "flowcache.h"
+#include "dp_napi.h"
 #include "meshd_native.h"
 
 #include <arpa/inet.h>
@@ -30,28 +32,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-int dp_open_sockets(dp *d, uint16_t port);
-void dp_close_sockets(dp *d);
-int dp_set_mark(dp *d, uint32_t mark);
-int dp_send_raw(dp *d, const uint8_t *data, size_t len, const dp_endpoint *ep);
-int dp_tun_write_copy(dp *d, const uint8_t *pkt, size_t len);
-int dp_send_plaintexts(dp *d, EVP_CIPHER_CTX *ctx, dp_peer *peer, uint8_t *const *pkts, const size_t *lens, int n);
-int dp_start(dp *d);
-void dp_stop(dp *d);
-
-#define DP_PEER_STATS 10
-
-typedef struct handle {
-  dp *d;
-  napi_env env;
-  napi_threadsafe_function tsfn;
-  napi_ref on_event;
-  EVP_CIPHER_CTX *ctx; /* JS-thread sends */
-  bool closed;
-  /* The JS external and the thread-safe function each hold one: a call_js still queued after
-   * close must find the struct alive, so it goes when both are finalized. */
-  int refs;
-} handle;
 
 static void unref_handle(handle *h) {
   if (--h->refs == 0) free(h);
@@ -160,6 +140,11 @@ static handle *get_handle(napi_env env, napi_value v) {
   return h;
 }
 
+handle *dp_handle_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  if (!meshd_get_args(env, info, n, argv)) return NULL;
+  return get_handle(env, argv[0]);
+}
+
 static bool parse_endpoint(napi_env env, napi_value addr, napi_value portv, dp_endpoint *ep) {
   char text[INET6_ADDRSTRLEN + 1];
   size_t n = 0;
@@ -190,7 +175,7 @@ static bool parse_endpoint(napi_env env, napi_value addr, napi_value portv, dp_e
   return true;
 }
 
-static napi_value undefined(napi_env env) {
+napi_value dp_napi_undefined(napi_env env) {
   napi_value u;
   napi_get_undefined(env, &u);
   return u;
@@ -255,7 +240,7 @@ static napi_value dp_add_queue_js(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   handle *h;
   int fd;
-  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_fd(env, argv[1], &fd)) return NULL;
+  if ((h = dp_handle_args(env, info, 2, argv)) == NULL || !meshd_get_fd(env, argv[1], &fd)) return NULL;
   dp *d = h->d;
   if (d->running) {
     napi_throw_error(env, "EBUSY", "queues are added before dpStart");
@@ -270,16 +255,16 @@ static napi_value dp_add_queue_js(napi_env env, napi_callback_info info) {
     return NULL;
   }
   d->tun_queues[d->nqueues++] = fd;
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_start_js(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   handle *h;
-  if (!meshd_get_args(env, info, 1, argv) || (h = get_handle(env, argv[0])) == NULL) return NULL;
+  if ((h = dp_handle_args(env, info, 1, argv)) == NULL) return NULL;
   int err = dp_start(h->d);
   if (err < 0) meshd_throw_errno(env, -err, "pthread_create", "cannot start the datapath threads");
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_close_js(napi_env env, napi_callback_info info) {
@@ -287,13 +272,13 @@ static napi_value dp_close_js(napi_env env, napi_callback_info info) {
   handle *h = NULL;
   if (!meshd_get_args(env, info, 1, argv)) return NULL;
   if (napi_get_value_external(env, argv[0], (void **)&h) == napi_ok && h) close_handle(h);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_port_js(napi_env env, napi_callback_info info) {
   napi_value argv[1], r;
   handle *h;
-  if (!meshd_get_args(env, info, 1, argv) || (h = get_handle(env, argv[0])) == NULL) return NULL;
+  if ((h = dp_handle_args(env, info, 1, argv)) == NULL) return NULL;
   napi_create_uint32(env, h->d->port, &r);
   return r;
 }
@@ -310,7 +295,7 @@ static napi_value dp_set_peer_js(napi_env env, napi_callback_info info) {
   handle *h;
   uint32_t id;
   dp_endpoint ep;
-  if (!meshd_get_args(env, info, 4, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_u32(env, argv[1], "id", &id) ||
+  if ((h = dp_handle_args(env, info, 4, argv)) == NULL || !meshd_get_u32(env, argv[1], "id", &id) ||
       !parse_endpoint(env, argv[2], argv[3], &ep))
     return NULL;
   pthread_rwlock_wrlock(&h->d->lock);
@@ -318,18 +303,18 @@ static napi_value dp_set_peer_js(napi_env env, napi_callback_info info) {
   if (err == 0) dp_peer_set_endpoint(dp_peer_get(h->d, id), ep.len ? &ep : NULL);
   pthread_rwlock_unlock(&h->d->lock);
   if (err) meshd_throw_range(env, "cannot add peer %u", id);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_remove_peer_js(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   handle *h;
   uint32_t id;
-  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_u32(env, argv[1], "id", &id)) return NULL;
+  if ((h = dp_handle_args(env, info, 2, argv)) == NULL || !meshd_get_u32(env, argv[1], "id", &id)) return NULL;
   pthread_rwlock_wrlock(&h->d->lock);
   dp_peer_remove(h->d, id);
   pthread_rwlock_unlock(&h->d->lock);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static bool prop(napi_env env, napi_value obj, const char *key, napi_value *out) {
@@ -385,7 +370,7 @@ static napi_value dp_set_keypairs_js(napi_env env, napi_callback_info info) {
   handle *h;
   uint32_t id;
   dp_keypair_spec spec[3];
-  if (!meshd_get_args(env, info, 3, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_u32(env, argv[1], "id", &id)) return NULL;
+  if ((h = dp_handle_args(env, info, 3, argv)) == NULL || !meshd_get_u32(env, argv[1], "id", &id)) return NULL;
   for (uint32_t i = 0; i < 3; i++) {
     napi_value el;
     if (napi_get_element(env, argv[2], i, &el) != napi_ok || !read_spec(env, el, &spec[i])) {
@@ -407,7 +392,7 @@ static napi_value dp_set_keypairs_js(napi_env env, napi_callback_info info) {
   dp_wipe(spec, sizeof spec);
   if (err == -2) meshd_throw_range(env, "no peer %u", id);
   else if (err) meshd_throw_errno(env, ENOMEM, "calloc", "out of memory");
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_set_allowed_ips_js(napi_env env, napi_callback_info info) {
@@ -415,7 +400,7 @@ static napi_value dp_set_allowed_ips_js(napi_env env, napi_callback_info info) {
   handle *h;
   uint8_t *buf;
   size_t len;
-  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_bytes(env, argv[1], "entries", &buf, &len))
+  if ((h = dp_handle_args(env, info, 2, argv)) == NULL || !meshd_get_bytes(env, argv[1], "entries", &buf, &len))
     return NULL;
   if (len % 24) {
     meshd_throw_range(env, "entries must be 24 bytes each");
@@ -443,7 +428,7 @@ static napi_value dp_set_allowed_ips_js(napi_env env, napi_callback_info info) {
   pthread_rwlock_wrlock(&h->d->lock);
   dp_set_allowedips(h->d, t);
   pthread_rwlock_unlock(&h->d->lock);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 #define DP_SEND_MAX 256
@@ -454,7 +439,7 @@ static napi_value dp_send_plain_js(napi_env env, napi_callback_info info) {
   uint32_t id, n;
   uint8_t *pkts[DP_SEND_MAX];
   size_t lens[DP_SEND_MAX];
-  if (!meshd_get_args(env, info, 3, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_u32(env, argv[1], "id", &id)) return NULL;
+  if ((h = dp_handle_args(env, info, 3, argv)) == NULL || !meshd_get_u32(env, argv[1], "id", &id)) return NULL;
   if (napi_get_array_length(env, argv[2], &n) != napi_ok || n > DP_SEND_MAX) {
     meshd_throw_range(env, "packets must be an array of at most %d", DP_SEND_MAX);
     return NULL;
@@ -477,11 +462,11 @@ static napi_value dp_send_raw_js(napi_env env, napi_callback_info info) {
   uint8_t *data;
   size_t len;
   dp_endpoint ep;
-  if (!meshd_get_args(env, info, 4, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_bytes(env, argv[1], "packet", &data, &len) ||
+  if ((h = dp_handle_args(env, info, 4, argv)) == NULL || !meshd_get_bytes(env, argv[1], "packet", &data, &len) ||
       !parse_endpoint(env, argv[2], argv[3], &ep))
     return NULL;
   if (ep.len) dp_send_raw(h->d, data, len, &ep);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_tun_write_js(napi_env env, napi_callback_info info) {
@@ -489,21 +474,21 @@ static napi_value dp_tun_write_js(napi_env env, napi_callback_info info) {
   handle *h;
   uint8_t *data;
   size_t len;
-  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_bytes(env, argv[1], "packet", &data, &len))
+  if ((h = dp_handle_args(env, info, 2, argv)) == NULL || !meshd_get_bytes(env, argv[1], "packet", &data, &len))
     return NULL;
   if (len > 65535) {
     meshd_throw_range(env, "packet too long");
     return NULL;
   }
   dp_tun_write_copy(h->d, data, len);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_set_filter_js(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   handle *h;
   bool on;
-  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_bool(env, argv[1], "on", &on)) return NULL;
+  if ((h = dp_handle_args(env, info, 2, argv)) == NULL || !meshd_get_bool(env, argv[1], "on", &on)) return NULL;
   meshd_flowcache *fc = NULL;
   if (on) {
     uint64_t seed = 0;
@@ -522,13 +507,13 @@ static napi_value dp_set_filter_js(napi_env env, napi_callback_info info) {
   if (on && old) {
     pthread_rwlock_unlock(&h->d->lock);
     meshd_flowcache_free(fc); /* already filtering: keep the flows */
-    return undefined(env);
+    return dp_napi_undefined(env);
   }
   h->d->flows = fc;
   h->d->flows_gen++;
   pthread_rwlock_unlock(&h->d->lock);
   if (old) meshd_flowcache_free(old);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_flow_admit_js(napi_env env, napi_callback_info info) {
@@ -537,130 +522,40 @@ static napi_value dp_flow_admit_js(napi_env env, napi_callback_info info) {
   uint8_t *data;
   size_t len;
   uint32_t flags;
-  if (!meshd_get_args(env, info, 3, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_bytes(env, argv[1], "packet", &data, &len) ||
+  if ((h = dp_handle_args(env, info, 3, argv)) == NULL || !meshd_get_bytes(env, argv[1], "packet", &data, &len) ||
       !meshd_get_u32(env, argv[2], "flags", &flags))
     return NULL;
   pthread_rwlock_rdlock(&h->d->lock);
   if (h->d->flows) meshd_flowcache_admit(h->d->flows, data, len, dp_now_ms(), flags);
   pthread_rwlock_unlock(&h->d->lock);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_flow_forget_js(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   handle *h;
-  if (!meshd_get_args(env, info, 1, argv) || (h = get_handle(env, argv[0])) == NULL) return NULL;
+  if ((h = dp_handle_args(env, info, 1, argv)) == NULL) return NULL;
   pthread_rwlock_rdlock(&h->d->lock);
   if (h->d->flows) meshd_flowcache_forget_inbound(h->d->flows);
   pthread_rwlock_unlock(&h->d->lock);
-  return undefined(env);
-}
-
-static napi_value dp_peer_stats_js(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  handle *h;
-  uint32_t *ids;
-  size_t n;
-  double *out;
-  size_t out_len;
-  napi_typedarray_type type;
-  bool is_typed;
-  if (!meshd_get_args(env, info, 3, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_u32_array(env, argv[1], "ids", &ids, &n))
-    return NULL;
-  if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, argv[2], &type, &out_len, (void **)&out, NULL, NULL) != napi_ok || type != napi_float64_array ||
-      out_len < n * DP_PEER_STATS) {
-    meshd_throw_type(env, "out must be a Float64Array of %d numbers per id", DP_PEER_STATS);
-    return NULL;
-  }
-  pthread_rwlock_rdlock(&h->d->lock);
-  for (size_t i = 0; i < n; i++) {
-    double *o = out + i * DP_PEER_STATS;
-    dp_peer *p = dp_peer_get(h->d, ids[i]);
-    memset(o, 0, DP_PEER_STATS * sizeof *o);
-    if (p == NULL) continue;
-    o[0] = (double)atomic_load(&p->rx_bytes);
-    o[1] = (double)atomic_load(&p->tx_bytes);
-    o[2] = (double)atomic_load(&p->rx_packets);
-    o[3] = (double)atomic_load(&p->tx_packets);
-    o[4] = (double)atomic_load(&p->t_data_sent);
-    o[5] = (double)atomic_load(&p->t_auth_sent);
-    o[6] = (double)atomic_load(&p->t_data_recv);
-    o[7] = (double)atomic_load(&p->t_auth_recv);
-    o[8] = p->kp[DP_CURRENT] ? (double)atomic_load(&p->kp[DP_CURRENT]->send_counter) : -1;
-    o[9] = p->kp[DP_CURRENT] ? (double)p->kp[DP_CURRENT]->local_index : -1;
-  }
-  pthread_rwlock_unlock(&h->d->lock);
-  return undefined(env);
-}
-
-static void set_num(napi_env env, napi_value obj, const char *key, double v) {
-  napi_value n;
-  napi_create_double(env, v, &n);
-  napi_set_named_property(env, obj, key, n);
-}
-
-#define DP_DROP_NAME(name) #name,
-static const char *const drop_names[] = {DP_DROPS(DP_DROP_NAME)};
-
-static napi_value dp_stats_js(napi_env env, napi_callback_info info) {
-  napi_value argv[1], r, drops, b;
-  handle *h;
-  if (!meshd_get_args(env, info, 1, argv) || (h = get_handle(env, argv[0])) == NULL) return NULL;
-  dp *d = h->d;
-  napi_create_object(env, &r);
-  napi_create_object(env, &drops);
-  for (int i = 0; i < DP_DROP_COUNT; i++) set_num(env, drops, drop_names[i], (double)atomic_load(&d->drops[i]));
-  napi_set_named_property(env, r, "drops", drops);
-  set_num(env, r, "txSyscalls", (double)atomic_load(&d->tx_syscalls));
-  set_num(env, r, "rxSyscalls", (double)atomic_load(&d->rx_syscalls));
-  set_num(env, r, "tunReads", (double)atomic_load(&d->tun_reads));
-  set_num(env, r, "tunWrites", (double)atomic_load(&d->tun_writes));
-  set_num(env, r, "gsoSends", (double)atomic_load(&d->gso_sends));
-  set_num(env, r, "groSegments", (double)atomic_load(&d->gro_segments));
-  set_num(env, r, "coalesced", (double)atomic_load(&d->coalesced));
-  napi_get_boolean(env, d->gso, &b);
-  napi_set_named_property(env, r, "gso", b);
-  napi_get_boolean(env, d->gro, &b);
-  napi_set_named_property(env, r, "gro", b);
-  napi_get_boolean(env, d->vnet_hdr, &b);
-  napi_set_named_property(env, r, "tunOffload", b);
-  pthread_rwlock_rdlock(&d->lock);
-  if (d->flows) {
-    meshd_flowcache_stats s;
-    meshd_flowcache_get_stats(d->flows, &s);
-    napi_value f;
-    napi_create_object(env, &f);
-    set_num(env, f, "flows", s.flows);
-    set_num(env, f, "inboundFlows", s.inbound_flows);
-    set_num(env, f, "capacity", s.capacity);
-    set_num(env, f, "evictions", (double)s.evictions);
-    set_num(env, f, "expired", (double)s.expired);
-    set_num(env, f, "acceptedReplies", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_REPLY]));
-    set_num(env, f, "acceptedAdmitted", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_ADMITTED]));
-    set_num(env, f, "acceptedIcmpErrors", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_ICMP_ERROR]));
-    set_num(env, f, "acceptedFragments", (double)atomic_load(&d->flow_accepted[MESHD_FC_IN_FRAGMENT]));
-    napi_set_named_property(env, r, "flows", f);
-  }
-  pthread_rwlock_unlock(&d->lock);
-  return r;
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_set_mark_js(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   handle *h;
   uint32_t mark;
-  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_u32(env, argv[1], "mark", &mark)) return NULL;
+  if ((h = dp_handle_args(env, info, 2, argv)) == NULL || !meshd_get_u32(env, argv[1], "mark", &mark)) return NULL;
   int err = dp_set_mark(h->d, mark);
   if (err) meshd_throw_errno(env, -err, "setsockopt", "cannot set SO_MARK");
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 static napi_value dp_rebind_js(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   handle *h;
   uint32_t port;
-  if (!meshd_get_args(env, info, 2, argv) || (h = get_handle(env, argv[0])) == NULL || !meshd_get_u32(env, argv[1], "port", &port)) return NULL;
+  if ((h = dp_handle_args(env, info, 2, argv)) == NULL || !meshd_get_u32(env, argv[1], "port", &port)) return NULL;
   if (port > 65535) {
     meshd_throw_range(env, "port must be 0..65535");
     return NULL;
@@ -680,7 +575,7 @@ static napi_value dp_rebind_js(napi_env env, napi_callback_info info) {
   }
   if (was) dp_start(h->d);
   if (err) meshd_throw_errno(env, -err, "bind", err == -EADDRINUSE ? "UDP port %u is already in use" : "cannot bind UDP port %u", port);
-  return undefined(env);
+  return dp_napi_undefined(env);
 }
 
 #define METHOD(js_name, fn) {js_name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
